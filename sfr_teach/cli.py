@@ -37,6 +37,7 @@ def _overrides(args: argparse.Namespace) -> dict:
         ("pseudo_labels", "retrain.pseudo_labels"),
         ("sam_checkpoint", "sam.checkpoint"),
         ("sam_model", "sam.model_type"),
+        ("sam_from", "sam_from"),
     ):
         v = getattr(args, attr, None)
         if v is not None:
@@ -61,6 +62,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pseudo-labels", choices=("precomputed", "online"), help="how pseudo-labels are made")
     p.add_argument("--sam-model", choices=("tiny", "vit_b", "vit_l", "vit_h"), help="SAM backbone")
     p.add_argument("--sam-checkpoint", help="path to an official SAM checkpoint (e.g. sam_vit_b_01ec64.pth)")
+    p.add_argument("--sam-from", metavar="DIR", help="reuse the SAM fine-tuning and pseudo-labels of another results folder")
     p.add_argument("--out", help="results folder (default: runs/<preset>)")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"))

@@ -110,6 +110,7 @@ class Config:
     device: str = "auto"  # auto | cpu | cuda
     out_dir: str = "runs/smoke"
     num_threads: int = 0  # torch CPU threads (0: torch's default)
+    sam_from: Optional[str] = None  # reuse the sam/ and pseudo_labels/ stages of another results folder
     data: DataConfig = field(default_factory=DataConfig)
     sam: SamConfig = field(default_factory=SamConfig)
     retrain: RetrainConfig = field(default_factory=RetrainConfig)

@@ -1,0 +1,389 @@
+"""The whole SFR pipeline, driven by one :class:`~sfr_teach.config.Config`.
+
+    data --> (1) stitch --> (2) fine-tune SAM --> pseudo-labels (+ confidence)
+         --> [SFR+: high-confidence volumes join SAM's training set, SAM fine-tuned again]
+         --> (3) re-train a V-Net with a semi-supervised method (+ SAM pseudo-label term)
+         --> evaluate on the test / validation split
+
+This is the only module where SAM (``sfr_teach.sam``) and re-training
+(``sfr_teach.ssl``) meet: re-training receives pseudo-label *arrays* (or, for
+``pseudo_labels="online"``, a function from image crops to label crops), never SAM.
+
+A results folder (``cfg.out_dir``)::
+
+    config.json                 the resolved configuration
+    provenance.json             which SAM produced the pseudo-labels (offline tiny / checkpoint), data, split
+    sam/                        SAM fine-tuning log + checkpoint (trainable parameters only)
+    pseudo_labels/              <name>.npz, <name>.nii.gz, summary.csv / summary.json
+    sfr_plus/                   second fine-tuning + re-predicted pseudo-labels (SFR+ only)
+    retrain/                    V-Net log, checkpoints, final model
+    metrics.csv, metrics.json   per-case metrics and mean +- std on the evaluation split
+    figures/                    curves, overlays, Dice vs confidence
+
+Every stage whose output is already in the folder is loaded instead of recomputed,
+so an interrupted run resumes, and ``cfg.sam_from`` points a run at another
+run's SAM stage (one fine-tuning shared by several re-training methods).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
+import torch
+
+from .config import Config, resolve_device
+
+log = logging.getLogger("sfr_teach")
+
+
+@dataclass
+class DataBundle:
+    """Volumes of one run, split. ``test`` is ``test.list`` when present, else the validation split."""
+
+    labeled: list
+    unlabeled: list
+    test: list
+    num_classes: int
+    test_source: str = "validation"
+    description: str = ""
+
+    def names(self) -> Dict[str, List[str]]:
+        return {k: [v.name for v in getattr(self, k)] for k in ("labeled", "unlabeled", "test")}
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+# ----------------------------------------------------------------------------- data
+def load_data(cfg: Config) -> DataBundle:
+    """Load and split the volumes named by ``cfg.data`` (synthetic phantoms, LA h5 or NIfTI)."""
+    from . import data as D
+
+    dc = cfg.data
+    if dc.dataset == "synthetic":
+        kind = dc.synthetic_kind
+        vols = D.synthetic_dataset(dc.synthetic_cases, seed=cfg.seed, shape=tuple(dc.synthetic_shape), kind=kind)
+        num_classes = int(max(int(v.label.max()) for v in vols) + 1) if kind == "multi" else 2
+        num_classes = max(num_classes, dc.num_classes)
+        if dc.labeled < 1:
+            raise ValueError("data.labeled must be >= 1: SFR fine-tunes SAM on the labelled volumes")
+        if dc.labeled + dc.val >= len(vols):
+            raise ValueError(
+                f"{dc.synthetic_cases} synthetic cases cannot hold {dc.labeled} labelled + {dc.val} test volumes "
+                f"and at least one unlabelled one; raise data.synthetic_cases or lower data.labeled / data.val"
+            )
+        if dc.downsample > 1:
+            vols = [D.downsample_volume(v, dc.downsample) for v in vols]
+        return DataBundle(
+            labeled=vols[: dc.labeled],
+            unlabeled=vols[dc.labeled : len(vols) - dc.val],
+            test=vols[len(vols) - dc.val :],
+            num_classes=num_classes,
+            test_source="validation",
+            description=f"synthetic {kind} phantoms {tuple(dc.synthetic_shape)}, seed {cfg.seed}",
+        )
+
+    if dc.data_dir is None:
+        raise ValueError(f"data.dataset={dc.dataset!r} needs data.data_dir (--data-dir)")
+    if dc.dataset == "la":
+        ds = D.LADataset(dc.data_dir, downsample=dc.downsample, num_classes=dc.num_classes)
+        desc = f"LA h5 from {dc.data_dir}" + (f", downsampled x{dc.downsample}" if dc.downsample > 1 else "")
+    elif dc.dataset == "nifti":
+        ds = D.NiftiDataset(dc.data_dir, num_classes=dc.num_classes)
+        desc = f"NIfTI pairs from {dc.data_dir}"
+    else:
+        raise ValueError(f"unknown data.dataset {dc.dataset!r}; choose synthetic, la or nifti")
+    split = ds.split(dc.labeled, dc.val)
+
+    def load(names: List[str]) -> list:
+        vols = [ds.load(n) for n in names]
+        if dc.dataset == "nifti" and dc.downsample > 1:
+            vols = [D.downsample_volume(v, dc.downsample) for v in vols]
+        return vols
+
+    return DataBundle(
+        labeled=load(split.labeled),
+        unlabeled=load(split.unlabeled),
+        test=load(split.test),
+        num_classes=dc.num_classes,
+        test_source=split.test_source,
+        description=desc,
+    )
+
+
+# ----------------------------------------------------------------------------- stage 2: SAM
+def sam_provenance(cfg: Config) -> str:
+    """A label for every figure / number that SAM produced: which model made it."""
+    s = cfg.sam
+    if s.model_type == "tiny":
+        return f"offline tiny SAM (random init, {s.finetune} fine-tuning, {s.image_size}px mosaics)"
+    return f"SAM {s.model_type} from {s.checkpoint} (LoRA r={s.lora_rank}, {s.image_size}px mosaics)"
+
+
+def build_segmenter(cfg: Config, num_classes: int) -> torch.nn.Module:
+    """SAM for ``num_classes`` masks, with LoRA when ``cfg.sam.finetune == 'lora'``."""
+    from .sam import apply_lora, build_from_config
+
+    seg = build_from_config(cfg.sam, num_classes)
+    if cfg.sam.finetune == "lora":
+        seg = apply_lora(seg, rank=cfg.sam.lora_rank, alpha=cfg.sam.lora_alpha, dropout=cfg.sam.lora_dropout)
+    return seg
+
+
+def _stage_dir(cfg: Config, name: str) -> Path:
+    """Where a SAM-stage folder lives: this run's, or the shared one of ``cfg.sam_from``."""
+    if cfg.sam_from:
+        return Path(cfg.sam_from) / name
+    return Path(cfg.out_dir) / name
+
+
+def run_finetune(cfg: Config, data: DataBundle, out_dir: Optional[Path] = None, device=None) -> torch.nn.Module:
+    """Fine-tune SAM on the stitched labelled volumes (or load the finished fine-tuning)."""
+    from .sam import finetune, load_trainable
+
+    device = device or resolve_device(cfg.device)
+    sam_dir = Path(out_dir) if out_dir is not None else _stage_dir(cfg, "sam")
+    seg = build_segmenter(cfg, data.num_classes).to(device)
+    final = sam_dir / "final.pt"
+    if final.exists():
+        load_trainable(seg, final)
+        log.info("SAM: reusing %s", final)
+        return seg.eval()
+    sam_dir.mkdir(parents=True, exist_ok=True)
+    finetune(seg, data.labeled, cfg.sam, out_dir=sam_dir, device=device, seed=cfg.seed, resume=True)
+    from .sam import save_trainable
+
+    save_trainable(seg, final)
+    return seg.eval()
+
+
+def run_pseudo_labels(cfg: Config, segmenter, data: DataBundle, out_dir: Optional[Path] = None, device=None) -> list:
+    """Pseudo-labels (+ voxel probabilities, confidence) for every unlabelled volume; reused when present."""
+    from .sam import generate_pseudo_labels, load_pseudo_labels
+
+    device = device or resolve_device(cfg.device)
+    pl_dir = Path(out_dir) if out_dir is not None else _stage_dir(cfg, "pseudo_labels")
+    wanted = [v.name for v in data.unlabeled]
+    if (pl_dir / "summary.json").exists():
+        pls = load_pseudo_labels(pl_dir)
+        if sorted(p.name for p in pls) == sorted(wanted):
+            log.info("pseudo-labels: reusing %s", pl_dir)
+            order = {n: i for i, n in enumerate(wanted)}
+            return sorted(pls, key=lambda p: order[p.name])
+    return generate_pseudo_labels(segmenter, data.unlabeled, cfg.sam, out_dir=pl_dir, device=device)
+
+
+def run_sfr_plus(cfg: Config, segmenter, data: DataBundle, pseudo_labels: list, device=None) -> Dict[str, Any]:
+    """SFR+: high-confidence pseudo-labelled volumes join SAM's fine-tuning set; SAM is fine-tuned again.
+
+    Returns ``{"high": names, "low": names, "pseudo_labels": list}`` where the list holds, for every
+    unlabelled volume, the first-round pseudo-label for high-confidence volumes and the
+    re-fine-tuned SAM's prediction for the low-confidence ones.
+    """
+    from .sam import sfr_plus_round, split_by_confidence
+
+    device = device or resolve_device(cfg.device)
+    plus_dir = Path(cfg.out_dir) / "sfr_plus"
+    plus_dir.mkdir(parents=True, exist_ok=True)
+    high, low = split_by_confidence(pseudo_labels, cfg.sam.tau)
+    result = {"tau": cfg.sam.tau, "high": [p.name for p in high], "low": [p.name for p in low]}
+    (plus_dir / "selection.json").write_text(json.dumps(result, indent=2))
+    if not high:
+        log.warning("SFR+: no volume reaches confidence %.3f; SFR+ falls back to SFR", cfg.sam.tau)
+        return {**result, "pseudo_labels": pseudo_labels}
+    by_name = {v.name: v for v in data.unlabeled}
+    new_low = sfr_plus_round(
+        segmenter,
+        data.labeled,
+        high,
+        [by_name[p.name] for p in low],
+        cfg.sam,
+        out_dir=plus_dir,
+        device=device,
+        seed=cfg.seed,
+    )
+    merged = {p.name: p for p in high}
+    merged.update({p.name: p for p in new_low})
+    return {**result, "pseudo_labels": [merged[v.name] for v in data.unlabeled]}
+
+
+def online_pseudo_label_fn(cfg: Config, segmenter, device=None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The official code's online mode: SAM predicts each unlabelled training crop, every iteration."""
+    from .sam import predict_volume
+
+    device = device or resolve_device(cfg.device)
+
+    @torch.no_grad()
+    def fn(images: torch.Tensor) -> torch.Tensor:  # (B,1,h,w,d) -> (B,h,w,d)
+        out = []
+        for img in images[:, 0].detach().float().cpu().numpy():
+            label, _ = predict_volume(segmenter, img, img.shape, cfg.sam.image_size, device=device)
+            out.append(torch.from_numpy(label.astype(np.int64)))
+        return torch.stack(out).to(images.device)
+
+    return fn
+
+
+# ----------------------------------------------------------------------------- stage 3: re-training
+def run_retrain(
+    cfg: Config,
+    data: DataBundle,
+    pseudo_labels: Optional[list] = None,
+    out_dir: Optional[Path] = None,
+    pseudo_label_fn: Optional[Callable] = None,
+    device=None,
+):
+    """Re-train the V-Net with ``cfg.retrain.method``; SAM pseudo-labels supervise the unlabelled volumes when given."""
+    from .ssl import train
+
+    device = device or resolve_device(cfg.device)
+    rc = cfg.retrain
+    use_sfr = rc.sfr and (pseudo_labels is not None or pseudo_label_fn is not None)
+    pl = {p.name: p.label for p in (pseudo_labels or [])}
+    labeled = [(v.image, v.label) for v in data.labeled]
+    unlabeled = [(v.image, pl.get(v.name) if use_sfr and rc.pseudo_labels == "precomputed" else None) for v in data.unlabeled]
+    return train(
+        rc.method,
+        labeled,
+        unlabeled,
+        rc,
+        num_classes=data.num_classes,
+        out_dir=Path(out_dir) if out_dir is not None else Path(cfg.out_dir) / "retrain",
+        device=device,
+        seed=cfg.seed,
+        resume=True,
+        pseudo_label_fn=pseudo_label_fn if use_sfr and rc.pseudo_labels == "online" else None,
+    )
+
+
+def run_evaluate(cfg: Config, model, data: DataBundle, out_dir: Optional[Path] = None, device=None):
+    """Sliding-window inference on ``data.test``; per-case metrics table (CSV + JSON)."""
+    from .evaluate import evaluate_model
+
+    device = device or resolve_device(cfg.device)
+    out = Path(out_dir) if out_dir is not None else Path(cfg.out_dir)
+    table = evaluate_model(model, data.test, cfg.eval, data.num_classes, device=device, out_dir=out)
+    table.to_csv(out / "metrics.csv")
+    return table
+
+
+# ----------------------------------------------------------------------------- everything
+def run_pipeline(cfg: Config, sfr_plus: bool = False) -> Dict[str, Any]:
+    """Run data -> SAM -> pseudo-labels (-> SFR+) -> re-training -> evaluation; write the results folder."""
+    t0 = time.time()
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    if sfr_plus:
+        cfg.retrain.sfr = True
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.device)
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg.save(out / "config.json")
+
+    data = load_data(cfg)
+    provenance: Dict[str, Any] = {
+        "preset": cfg.preset,
+        "data": data.description,
+        "split": {k: len(v) for k, v in data.names().items()},
+        "test_source": data.test_source,
+        "method": cfg.retrain.method,
+        "variant": "SFR+" if sfr_plus else ("SFR" if cfg.retrain.sfr else "baseline"),
+        "device": str(device),
+        "sam": sam_provenance(cfg) if cfg.retrain.sfr else None,
+        "pseudo_labels": cfg.retrain.pseudo_labels if cfg.retrain.sfr else None,
+    }
+    (out / "provenance.json").write_text(json.dumps({**provenance, "names": data.names()}, indent=2))
+
+    timings: Dict[str, float] = {}
+    pseudo, pl_fn, pl_summary = None, None, None
+    if cfg.retrain.sfr:
+        t = time.time()
+        segmenter = run_finetune(cfg, data, device=device)
+        timings["sam_finetune_s"] = time.time() - t
+        if cfg.retrain.pseudo_labels == "online" and not sfr_plus:
+            pl_fn = online_pseudo_label_fn(cfg, segmenter, device)
+        t = time.time()
+        pseudo = run_pseudo_labels(cfg, segmenter, data, device=device)
+        timings["pseudo_labels_s"] = time.time() - t
+        if sfr_plus:
+            t = time.time()
+            plus = run_sfr_plus(cfg, segmenter, data, pseudo, device=device)
+            pseudo = plus["pseudo_labels"]
+            provenance["sfr_plus"] = {k: plus[k] for k in ("tau", "high", "low")}
+            timings["sfr_plus_s"] = time.time() - t
+        pl_summary = _pseudo_label_summary(pseudo, data)
+
+    t = time.time()
+    result = run_retrain(cfg, data, pseudo, pseudo_label_fn=pl_fn, device=device)
+    timings["retrain_s"] = time.time() - t
+    t = time.time()
+    table = run_evaluate(cfg, result.model, data, device=device)
+    timings["evaluate_s"] = time.time() - t
+    timings["total_s"] = time.time() - t0
+
+    summary = {
+        **provenance,
+        "metrics": table.summary,
+        "pseudo_label_quality": pl_summary,
+        "timings": timings,
+    }
+    (out / "metrics.json").write_text(
+        json.dumps({"summary": summary, "cases": table.rows}, indent=2, default=_json_default)
+    )
+    _write_figures(out, result, table, pseudo, data)
+    return {"summary": summary, "table": table, "model": result.model, "pseudo_labels": pseudo, "data": data}
+
+
+def _pseudo_label_summary(pseudo: list, data: DataBundle) -> Optional[Dict[str, Any]]:
+    """Pseudo-label Dice against the (hidden) ground truth of unlabelled volumes: for teaching only."""
+    from .metrics import dice
+
+    gts = {v.name: v.label for v in data.unlabeled if v.label is not None}
+    if not gts:
+        return None
+    dices, confs = [], []
+    for p in pseudo:
+        if p.name in gts:
+            fg = [dice(p.label == c, gts[p.name] == c) for c in range(1, data.num_classes)]
+            dices.append(float(np.mean(fg)))
+            confs.append(float(p.confidence))
+    return {"dice_mean": float(np.mean(dices)), "dice_std": float(np.std(dices)), "n": len(dices),
+            "confidence_mean": float(np.mean(confs))}
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def _write_figures(out: Path, result, table, pseudo, data: DataBundle) -> None:
+    """Training curves, per-case Dice bars and an overlay of the first test case (viz owns matplotlib)."""
+    if os.environ.get("SFR_NO_FIGURES"):
+        return
+    try:
+        from . import viz
+    except ImportError:  # viz not available: the numbers are what matters
+        return
+    figdir = out / "figures"
+    figdir.mkdir(exist_ok=True)
+    try:
+        viz.save_run_figures(figdir, history=result.history, rows=table.rows, pseudo_labels=pseudo, data=data,
+                             model=result.model)
+    except AttributeError:
+        pass
