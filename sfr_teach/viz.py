@@ -1,0 +1,541 @@
+"""Figures for the lessons: slices, mosaics, overlays, confidence, curves, bars, a slice viewer.
+
+This is the only module of ``sfr_teach`` that imports matplotlib (compute modules never do). It
+is imported lazily, and on a machine without a display (CI, a server) the non-interactive
+``Agg`` backend is selected, so every function works headless. Every plotting function returns
+its :class:`matplotlib.figure.Figure` (in a notebook the figure is shown once, as the cell's
+result); :func:`slice_viewer` returns an ipywidgets widget (live kernels only) and
+:func:`animate_slices` a self-contained JavaScript animation that also plays in the built book.
+
+Conventions: volumes are ``(H, W, D)`` arrays with the slicing axis last; probabilities are
+``(C, H, W, D)``; a slice is shown with ``imshow(volume[:, :, k])`` (row = H, column = W).
+Ground truth is drawn in green, predictions / pseudo-labels in red (for several classes, one
+shade per class).
+"""
+from __future__ import annotations
+
+import csv
+import os
+import sys
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
+
+import numpy as np
+
+__all__ = [
+    "show_slices",
+    "montage",
+    "show_mosaic",
+    "overlay",
+    "plot_volume_overlays",
+    "plot_confidence_map",
+    "plot_dice_vs_confidence",
+    "plot_curves",
+    "plot_case_bars",
+    "slice_viewer",
+    "animate_slices",
+    "pick_slices",
+]
+
+GT_COLOR = "#2ca02c"  # green
+PRED_COLOR = "#d62728"  # red
+_CLASS_SHADES = ["#d62728", "#1f77b4", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]
+
+
+def _plt():
+    """Import pyplot, choosing Agg when there is no display and no notebook kernel."""
+    import matplotlib
+
+    if "matplotlib.pyplot" not in sys.modules:
+        headless = not os.environ.get("DISPLAY") and sys.platform.startswith("linux")
+        in_kernel = "ipykernel" in sys.modules
+        if headless and not in_kernel and not os.environ.get("MPLBACKEND"):
+            matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _np(x: Any) -> np.ndarray:
+    """numpy view of an array or (cpu / cuda) torch tensor."""
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def _check_volume(x: Any, what: str) -> np.ndarray:
+    a = _np(x)
+    if a.ndim != 3:
+        raise ValueError(f"{what} must be a 3D (H, W, D) volume, got shape {a.shape}; pass one volume, e.g. vol.image")
+    return a
+
+
+def pick_slices(volume_or_depth: Any, n: int = 9, label: Any = None) -> List[int]:
+    """``n`` evenly spaced slice indices along the last axis.
+
+    With a ``label`` volume the slices are spread over the range that contains foreground
+    (so a montage of a small structure is not mostly empty slices).
+    """
+    depth = int(volume_or_depth) if np.isscalar(volume_or_depth) else _np(volume_or_depth).shape[-1]
+    lo, hi = 0, depth - 1
+    if label is not None:
+        fg = np.flatnonzero(_np(label).reshape(-1, depth).any(axis=0))
+        if fg.size:
+            lo, hi = int(fg[0]), int(fg[-1])
+    n = max(1, min(int(n), hi - lo + 1))
+    return [int(round(v)) for v in np.linspace(lo, hi, n)]
+
+
+def _grid(n: int, cols: Optional[int] = None, size: float = 2.4, extra_h: float = 0.0):
+    plt = _plt()
+    cols = int(cols or min(n, 5))
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * rows + extra_h), squeeze=False)
+    flat = list(axes.ravel())
+    for ax in flat[n:]:
+        fig.delaxes(ax)
+    for ax in flat[:n]:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return fig, flat[:n]
+
+
+def show_slices(
+    volume: Any,
+    slices: Sequence[int],
+    cols: Optional[int] = None,
+    cmap: str = "gray",
+    title: Optional[str] = None,
+    vmin: Optional[float] = None,
+    vmax: Optional[float] = None,
+):
+    """One panel per slice ``volume[:, :, k]`` for ``k`` in ``slices``; returns the Figure.
+
+    volume: (H, W, D). All panels share one grey scale (``vmin``/``vmax``, default the volume's range).
+    """
+    vol = _check_volume(volume, "show_slices: volume")
+    slices = [int(k) for k in slices]
+    bad = [k for k in slices if not -vol.shape[2] <= k < vol.shape[2]]
+    if bad:
+        raise IndexError(f"show_slices: slices {bad} outside a volume of depth {vol.shape[2]}")
+    vmin = float(vol.min()) if vmin is None else vmin
+    vmax = float(vol.max()) if vmax is None else vmax
+    fig, axes = _grid(len(slices), cols)
+    for ax, k in zip(axes, slices):
+        ax.imshow(vol[:, :, k], cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+        ax.set_title(f"slice {k}", fontsize=9)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def montage(volume: Any, n: int = 9, cols: Optional[int] = None, label: Any = None, **kw: Any):
+    """:func:`show_slices` on ``n`` evenly spaced slices (over the foreground range if ``label``)."""
+    return show_slices(volume, pick_slices(volume, n, label), cols=cols, **kw)
+
+
+def show_mosaic(
+    mosaic: Any,
+    layout: Any = None,
+    label: Any = None,
+    title: Optional[str] = None,
+    number_cells: bool = True,
+    cmap: str = "gray",
+    ax: Any = None,
+):
+    """Show a stitched mosaic ``(S, S)``; with a :class:`~sfr_teach.stitching.StitchLayout`, draw the grid.
+
+    Grid lines (yellow) mark the cell borders, each cell gets its slice number and empty cells
+    (no slice, filled with zeros) are hatched. ``label`` (a stitched label, ``(S, S)``) is drawn
+    as a green contour. Returns the Figure.
+    """
+    plt = _plt()
+    m = _np(mosaic)
+    if m.ndim != 2:
+        raise ValueError(f"show_mosaic: expected a 2D mosaic (S, S), got shape {m.shape}; stitch one volume first")
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6.5, 6.5))
+    else:
+        fig = ax.figure
+    ax.imshow(m, cmap=cmap, interpolation="nearest")
+    if label is not None:
+        lab = _np(label)
+        if lab.max() > 0:
+            ax.contour((lab > 0) & (lab != 255), levels=[0.5], colors=[GT_COLOR], linewidths=0.8)
+    if layout is not None:
+        from matplotlib.patches import Rectangle
+
+        h, w, d = layout.shape
+        g = layout.grid
+        top, left = layout.offset
+        sy, sx = layout.scaled[0] / layout.raw[0], layout.scaled[1] / layout.raw[1]
+        for i in range(g + 1):
+            y = top + i * h * sy - 0.5
+            x = left + i * w * sx - 0.5
+            ax.plot([left - 0.5, left + g * w * sx - 0.5], [y, y], color="yellow", lw=0.6)
+            ax.plot([x, x], [top - 0.5, top + g * h * sy - 0.5], color="yellow", lw=0.6)
+        for k in range(g * g):
+            r, c = divmod(k, g)
+            y0, x0 = top + r * h * sy - 0.5, left + c * w * sx - 0.5
+            if k < d:
+                if number_cells:
+                    ax.text(x0 + 2, y0 + 2, str(k), color="yellow", fontsize=6, va="top", ha="left")
+            else:
+                ax.add_patch(Rectangle((x0, y0), w * sx, h * sy, fill=False, hatch="//", edgecolor="orange", lw=0))
+        ax.set_title(
+            title
+            or f"{d} slices of {h}x{w} on a {g}x{g} grid -> {layout.out_size}x{layout.out_size}"
+            + (f" (resized x{layout.scale:.2f})" if layout.resized else "")
+        )
+    elif title:
+        ax.set_title(title)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    fig.tight_layout()
+    return fig
+
+
+def _contours(ax, mask2d: np.ndarray, color: str, style: str = "-"):
+    """Draw one contour per foreground class; returns the classes drawn."""
+    drawn = []
+    classes = [c for c in np.unique(mask2d) if c > 0 and c != 255]
+    for c in classes:
+        col = color if len(classes) == 1 else _CLASS_SHADES[(int(c) - 1) % len(_CLASS_SHADES)]
+        ax.contour(mask2d == c, levels=[0.5], colors=[col], linewidths=1.2, linestyles=style)
+        drawn.append(int(c))
+    return drawn
+
+
+def overlay(
+    image_slice: Any,
+    label: Any = None,
+    pred: Any = None,
+    ax: Any = None,
+    title: Optional[str] = None,
+    label_name: str = "ground truth",
+    pred_name: str = "prediction",
+    legend: bool = True,
+):
+    """One slice ``(H, W)`` in grey with the label (green, solid) and prediction (red, dashed) outlines.
+
+    Both masks are ``(H, W)`` class maps; the legend names them (only those given). Returns the Figure.
+    """
+    plt = _plt()
+    from matplotlib.lines import Line2D
+
+    img = _np(image_slice)
+    if img.ndim != 2:
+        raise ValueError(f"overlay: expected one 2D slice (H, W), got shape {img.shape}; use volume[:, :, k]")
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    else:
+        fig = ax.figure
+    ax.imshow(img, cmap="gray", interpolation="nearest")
+    handles = []
+    for mask, color, name, style in ((label, GT_COLOR, label_name, "-"), (pred, PRED_COLOR, pred_name, "--")):
+        if mask is None:
+            continue
+        m = _np(mask)
+        if m.shape != img.shape:
+            raise ValueError(f"overlay: {name} shape {m.shape} differs from the image slice shape {img.shape}")
+        _contours(ax, m, color, style=style)
+        handles.append(Line2D([0], [0], color=color, lw=1.5, ls=style, label=name))
+    if legend and handles:
+        ax.legend(handles=handles, loc="lower right", fontsize=7, framealpha=0.7)
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return fig
+
+
+def plot_volume_overlays(
+    image: Any,
+    label: Any = None,
+    pred: Any = None,
+    slices: Union[int, Sequence[int]] = 5,
+    cols: Optional[int] = None,
+    title: Optional[str] = None,
+    pred_name: str = "prediction",
+):
+    """:func:`overlay` on several slices of a volume; ``slices`` = indices or a count (spread over the label).
+
+    image / label / pred: (H, W, D). Only the first panel carries the legend. Returns the Figure.
+    """
+    img = _check_volume(image, "plot_volume_overlays: image")
+    idx = pick_slices(img, slices, label if label is not None else pred) if np.isscalar(slices) else list(slices)
+    fig, axes = _grid(len(idx), cols, size=3.0)
+    lab = None if label is None else _check_volume(label, "label")
+    prd = None if pred is None else _check_volume(pred, "pred")
+    for i, (ax, k) in enumerate(zip(axes, idx)):
+        overlay(
+            img[:, :, k],
+            None if lab is None else lab[:, :, k],
+            None if prd is None else prd[:, :, k],
+            ax=ax,
+            title=f"slice {k}",
+            pred_name=pred_name,
+            legend=i == 0,
+        )
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_confidence_map(
+    prob: Any,
+    slices: Union[int, Sequence[int]] = 4,
+    image: Any = None,
+    title: Optional[str] = None,
+):
+    """Voxel-wise confidence = max class probability of ``prob (C, H, W, D)``, on a few slices.
+
+    Bright = sure, dark = unsure (class boundaries). With ``image`` (H, W, D), the slice itself is
+    shown in the first row. The title gives the volume confidence (mean over voxels), the number
+    SFR+ compares with tau. Returns the Figure.
+    """
+    plt = _plt()
+    p = _np(prob).astype(np.float32)
+    if p.ndim != 4:
+        raise ValueError(f"plot_confidence_map: prob must be (C, H, W, D) class probabilities, got shape {p.shape}")
+    conf = p.max(axis=0)
+    pred = p.argmax(axis=0)
+    idx = pick_slices(conf, slices, pred) if np.isscalar(slices) else list(slices)
+    rows = 2 if image is not None else 1
+    fig, axes = plt.subplots(rows, len(idx), figsize=(2.8 * len(idx) + 0.8, 2.8 * rows + 0.4), squeeze=False)
+    im = None
+    for j, k in enumerate(idx):
+        if image is not None:
+            axes[0, j].imshow(_np(image)[:, :, k], cmap="gray", interpolation="nearest")
+            axes[0, j].set_title(f"image, slice {k}", fontsize=9)
+        ax = axes[rows - 1, j]
+        im = ax.imshow(conf[:, :, k], cmap="magma", vmin=1.0 / p.shape[0], vmax=1.0, interpolation="nearest")
+        ax.set_title(f"confidence, slice {k}", fontsize=9)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.colorbar(im, ax=list(axes.ravel()), shrink=0.8, label="max class probability")
+    fig.suptitle(title or f"volume confidence (mean of max prob) = {conf.mean():.4f}")
+    return fig
+
+
+def plot_dice_vs_confidence(
+    conf: Sequence[float],
+    dice: Sequence[float],
+    tau: float,
+    names: Optional[Sequence[str]] = None,
+    ax: Any = None,
+):
+    """Scatter of pseudo-label Dice against volume confidence with the SFR+ threshold ``tau``.
+
+    Volumes right of the dashed line (confidence >= tau) are high-confidence (blue): SFR+ adds
+    them to SAM's fine-tuning set; the others (orange) go to re-training. The legend gives both
+    counts and the Pearson correlation. Returns the Figure.
+    """
+    plt = _plt()
+    c, d = np.asarray(conf, dtype=float), np.asarray(dice, dtype=float)
+    if c.shape != d.shape or c.ndim != 1:
+        raise ValueError(f"plot_dice_vs_confidence: conf and dice must be 1D and equally long, got {c.shape} and {d.shape}")
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    else:
+        fig = ax.figure
+    high = c >= tau
+    ax.scatter(c[high], d[high], color="#1f77b4", label=f"high confidence (>= tau): {int(high.sum())}")
+    ax.scatter(c[~high], d[~high], color="#ff7f0e", label=f"low confidence (< tau): {int((~high).sum())}")
+    ax.axvline(tau, color="k", ls="--", lw=1, label=f"tau = {tau:g}")
+    if names is not None:
+        for x, y, n in zip(c, d, names):
+            ax.annotate(str(n), (x, y), fontsize=6, xytext=(2, 2), textcoords="offset points")
+    r = float(np.corrcoef(c, d)[0, 1]) if c.size > 1 and c.std() > 0 and d.std() > 0 else float("nan")
+    ax.set_xlabel("volume confidence (mean max probability)")
+    ax.set_ylabel("pseudo-label Dice vs ground truth")
+    ax.set_title(f"Dice vs confidence (Pearson r = {r:.2f})")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _read_history(history: Any) -> List[Dict[str, float]]:
+    if isinstance(history, (str, Path)):
+        path = Path(history)
+        if not path.is_file():
+            raise FileNotFoundError(f"plot_curves: no history file {path}; train first or pass the list of dicts")
+        with path.open() as f:
+            rows = list(csv.DictReader(f))
+        return [{k: float(v) for k, v in r.items() if v not in ("", None)} for r in rows]
+    if isinstance(history, Mapping):  # dict of lists
+        keys = list(history)
+        n = len(history[keys[0]]) if keys else 0
+        return [{k: history[k][i] for k in keys} for i in range(n)]
+    return [dict(r) for r in history]
+
+
+def plot_curves(history: Any, keys: Optional[Sequence[str]] = None, x: str = "step", title: Optional[str] = None):
+    """Training curves: one panel per key (e.g. ``["loss", "dice"]``).
+
+    history: list of dicts (``[{"step": 0, "loss": 1.2}, ...]``), a dict of lists, or a CSV path.
+    A row without a key is skipped for that key, so logs with sparse entries (validation Dice
+    every k steps) plot fine. ``x`` is the column on the x axis (row index when absent).
+    Returns the Figure.
+    """
+    plt = _plt()
+    rows = _read_history(history)
+    if not rows:
+        raise ValueError("plot_curves: the history is empty; nothing was logged yet")
+    if keys is None:
+        keys = sorted({k for r in rows for k in r if k != x and isinstance(r[k], (int, float, np.floating))})
+    keys = list(keys)
+    missing = [k for k in keys if not any(k in r for r in rows)]
+    if missing:
+        have = sorted({k for r in rows for k in r})
+        raise KeyError(f"plot_curves: keys {missing} not in the history; available: {have}")
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.3), squeeze=False)
+    for ax, k in zip(axes[0], keys):
+        pts = [(r.get(x, i), r[k]) for i, r in enumerate(rows) if k in r and r[k] is not None]
+        xs, ys = zip(*pts)
+        ax.plot(xs, ys, marker="." if len(xs) < 40 else None, lw=1.3)
+        ax.set_xlabel(x)
+        ax.set_title(k)
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_case_bars(
+    rows: Any,
+    metric: str = "dice",
+    name_key: str = "name",
+    group_key: Optional[str] = None,
+    title: Optional[str] = None,
+    ax: Any = None,
+):
+    """Per-case bar chart of ``metric`` with the mean as a dashed line.
+
+    rows: list of dicts (``{"name": ..., "dice": ...}``) or anything with ``.rows`` (a metrics
+    table). With ``group_key`` (e.g. ``"method"``) bars are grouped per case, one colour per
+    group, and the legend gives each group's mean. Returns the Figure.
+    """
+    plt = _plt()
+    rows = list(getattr(rows, "rows", rows))
+    if not rows:
+        raise ValueError("plot_case_bars: no rows to plot")
+    if any(metric not in r for r in rows):
+        raise KeyError(f"plot_case_bars: metric {metric!r} missing from some rows; row keys: {sorted(rows[0])}")
+    groups = [None] if group_key is None else list(dict.fromkeys(r[group_key] for r in rows))
+    names = list(dict.fromkeys(str(r[name_key]) for r in rows))
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(max(5.0, 0.45 * len(names) * len(groups) + 2), 3.8))
+    else:
+        fig = ax.figure
+    width = 0.8 / len(groups)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for gi, g in enumerate(groups):
+        sel = [r for r in rows if group_key is None or r[group_key] == g]
+        vals = {str(r[name_key]): float(r[metric]) for r in sel}
+        xs = np.arange(len(names)) + (gi - (len(groups) - 1) / 2) * width
+        ys = [vals.get(n, np.nan) for n in names]
+        mean = float(np.nanmean(ys))
+        lab = f"{g}: mean {mean:.3f}" if g is not None else f"mean {mean:.3f}"
+        col = colors[gi % len(colors)]
+        ax.bar(xs, ys, width=width, color=col, label=lab)
+        ax.axhline(mean, color=col, ls="--", lw=1)
+    ax.set_xticks(np.arange(len(names)))
+    ax.set_xticklabels(names, rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel(metric)
+    ax.set_title(title or f"{metric} per case")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def slice_viewer(image: Any, label: Any = None, pred: Any = None, start: Optional[int] = None):
+    """Interactive viewer for a live kernel: an ``IntSlider`` over the slices and the overlay below.
+
+    Returns an ``ipywidgets.VBox`` (slider, output). In a static page (the built book) widgets do
+    not run; use :func:`animate_slices` or :func:`montage` there.
+    """
+    import ipywidgets as widgets
+
+    plt = _plt()
+    img = _check_volume(image, "slice_viewer: image")
+    depth = img.shape[2]
+    slider = widgets.IntSlider(
+        value=depth // 2 if start is None else int(start), min=0, max=depth - 1, step=1, description="slice",
+        continuous_update=False,
+    )
+    out = widgets.Output()
+
+    def draw(k: int) -> None:
+        out.clear_output(wait=True)
+        with out:
+            fig = overlay(
+                img[:, :, k],
+                None if label is None else _np(label)[:, :, k],
+                None if pred is None else _np(pred)[:, :, k],
+                title=f"slice {k} / {depth - 1}",
+            )
+            if "ipykernel" in sys.modules:
+                from IPython.display import display
+
+                display(fig)
+            plt.close(fig)
+
+    slider.observe(lambda change: draw(change["new"]), names="value")
+    draw(slider.value)
+    box = widgets.VBox([slider, out])
+    box.slider, box.output = slider, out  # handy for tests and students
+    return box
+
+
+def animate_slices(
+    image: Any,
+    label: Any = None,
+    pred: Any = None,
+    step: int = 1,
+    interval: int = 150,
+    max_frames: int = 40,
+):
+    """A JavaScript animation through the slices (play / pause / scrub), static-HTML safe.
+
+    Uses matplotlib's ``FuncAnimation(...).to_jshtml()``: the frames are embedded as PNGs, so
+    it plays in the built book without a kernel. At most ``max_frames`` frames (``step`` is
+    raised when needed). Returns an ``IPython.display.HTML`` object (``.data`` is the HTML;
+    ``.frames`` the slice indices shown).
+    """
+    plt = _plt()
+    from IPython.display import HTML
+    from matplotlib.animation import FuncAnimation
+
+    img = _check_volume(image, "animate_slices: image")
+    depth = img.shape[2]
+    step = max(int(step), int(np.ceil(depth / max_frames)))
+    frames = list(range(0, depth, step))
+    fig = overlay(
+        img[:, :, 0],
+        None if label is None else _np(label)[:, :, 0],
+        None if pred is None else _np(pred)[:, :, 0],
+        title="slice 0",
+    )
+    ax = fig.axes[0]
+    fig.set_size_inches(3.6, 3.6)
+
+    def update(k: int):
+        for coll in list(ax.collections):
+            coll.remove()
+        ax.images[0].set_data(img[:, :, k])
+        for mask, color, style in ((label, GT_COLOR, "-"), (pred, PRED_COLOR, "--")):
+            if mask is not None:
+                _contours(ax, _np(mask)[:, :, k], color, style=style)
+        ax.set_title(f"slice {k}", fontsize=9)
+        return ax.images
+
+    anim = FuncAnimation(fig, update, frames=frames, interval=interval, blit=False)
+    html = HTML(anim.to_jshtml(default_mode="loop"))
+    plt.close(fig)
+    html.frames = frames
+    return html

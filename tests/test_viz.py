@@ -1,0 +1,154 @@
+"""Figures show what they claim: the right slices, grid, legends, widget and animation frames."""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from sfr_teach import viz
+from sfr_teach.stitching import make_layout, stitch
+
+
+@pytest.fixture()
+def vol(rng):
+    img = rng.random((20, 24, 10)).astype(np.float32)
+    lab = np.zeros(img.shape, np.uint8)
+    lab[5:15, 6:18, 2:8] = 1
+    return img, lab
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
+def test_viz_is_headless_and_compute_modules_do_not_import_matplotlib():
+    import matplotlib
+
+    assert matplotlib.get_backend().lower() == "agg"
+    import sfr_teach.stitching as st
+
+    assert "matplotlib" not in open(st.__file__).read()
+
+
+def test_show_slices_shows_exactly_the_requested_slices(vol):
+    img, _ = vol
+    fig = viz.show_slices(img, [0, 3, 9])
+    assert len(fig.axes) == 3
+    for ax, k in zip(fig.axes, [0, 3, 9]):
+        np.testing.assert_array_equal(ax.images[0].get_array(), img[:, :, k])
+        assert ax.get_title() == f"slice {k}"
+    with pytest.raises(IndexError, match="outside a volume of depth 10"):
+        viz.show_slices(img, [10])
+
+
+def test_montage_spreads_slices_over_the_label(vol):
+    img, lab = vol
+    fig = viz.montage(img, n=4)
+    assert [ax.get_title() for ax in fig.axes] == ["slice 0", "slice 3", "slice 6", "slice 9"]
+    fig = viz.montage(img, n=3, label=lab)  # foreground in slices 2..7
+    assert [ax.get_title() for ax in fig.axes] == ["slice 2", "slice 4", "slice 7"]
+    with pytest.raises(ValueError, match="3D"):
+        viz.montage(img[:, :, 0])
+
+
+def test_show_mosaic_draws_grid_numbers_and_hatches_empty_cells(vol):
+    img, lab = vol  # 10 slices -> 4x4 grid, 6 empty cells
+    layout = make_layout(img.shape, out_size=128)
+    mos = stitch(img, layout)
+    fig = viz.show_mosaic(mos, layout, label=stitch(lab, layout, is_label=True))
+    ax = fig.axes[0]
+    np.testing.assert_array_equal(ax.images[0].get_array(), mos)
+    assert len(ax.lines) == 2 * (layout.grid + 1)
+    assert sorted(int(t.get_text()) for t in ax.texts) == list(range(10))
+    assert len(ax.patches) == 16 - 10
+    assert "4x4 grid" in ax.get_title()
+
+
+def test_overlay_legend_and_image(vol):
+    img, lab = vol
+    pred = np.roll(lab, 2, axis=0)
+    fig = viz.overlay(img[:, :, 4], lab[:, :, 4], pred[:, :, 4])
+    ax = fig.axes[0]
+    np.testing.assert_array_equal(ax.images[0].get_array(), img[:, :, 4])
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["ground truth", "prediction"]
+    fig = viz.overlay(img[:, :, 4], label=lab[:, :, 4])
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["ground truth"]
+    with pytest.raises(ValueError, match="differs"):
+        viz.overlay(img[:, :, 4], lab[:5, :, 4])
+
+
+def test_plot_volume_overlays_one_panel_per_slice(vol):
+    img, lab = vol
+    fig = viz.plot_volume_overlays(img, lab, lab, slices=[2, 5])
+    assert len(fig.axes) == 2
+    np.testing.assert_array_equal(fig.axes[1].images[0].get_array(), img[:, :, 5])
+    assert fig.axes[0].get_legend() is not None and fig.axes[1].get_legend() is None
+
+
+def test_confidence_map_shows_max_probability(vol):
+    _, lab = vol
+    fg = np.where(lab > 0, 0.9, 0.2).astype(np.float32)
+    prob = np.stack([1 - fg, fg])
+    fig = viz.plot_confidence_map(prob, slices=[3, 4])
+    panels = [ax for ax in fig.axes if ax.images]
+    assert len(panels) == 2
+    np.testing.assert_allclose(panels[0].images[0].get_array(), prob.max(0)[:, :, 3])
+    assert f"{prob.max(0).mean():.4f}" in fig._suptitle.get_text()
+
+
+def test_dice_vs_confidence_counts_tau_split():
+    fig = viz.plot_dice_vs_confidence([0.99, 0.98, 0.985, 0.9], [0.8, 0.7, 0.75, 0.4], tau=0.985)
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "high confidence (>= tau): 2" in labels and "low confidence (< tau): 2" in labels
+    assert "tau = 0.985" in labels
+
+
+def test_plot_curves_from_dicts_and_csv(tmp_path):
+    hist = [{"step": s, "loss": 1.0 / (s + 1)} for s in range(5)]
+    hist[4]["dice"] = 0.5
+    fig = viz.plot_curves(hist, ["loss", "dice"])
+    assert [ax.get_title() for ax in fig.axes] == ["loss", "dice"]
+    np.testing.assert_allclose(fig.axes[0].lines[0].get_ydata(), [1.0 / (s + 1) for s in range(5)])
+    assert list(fig.axes[1].lines[0].get_xdata()) == [4]
+    csv_path = tmp_path / "h.csv"
+    csv_path.write_text("step,loss\n0,2.0\n10,1.0\n")
+    fig = viz.plot_curves(csv_path)
+    np.testing.assert_allclose(fig.axes[0].lines[0].get_xdata(), [0, 10])
+    with pytest.raises(KeyError, match="available"):
+        viz.plot_curves(hist, ["acc"])
+
+
+def test_case_bars_heights_and_groups():
+    rows = [{"name": f"c{i}", "dice": d} for i, d in enumerate([0.5, 0.7, 0.9])]
+    fig = viz.plot_case_bars(rows, "dice")
+    ax = fig.axes[0]
+    np.testing.assert_allclose([p.get_height() for p in ax.patches], [0.5, 0.7, 0.9])
+    assert ax.get_legend().get_texts()[0].get_text() == "mean 0.700"
+    rows2 = [dict(r, method="A") for r in rows] + [dict(r, method="B", dice=1.0) for r in rows]
+    fig = viz.plot_case_bars(rows2, "dice", group_key="method")
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["A: mean 0.700", "B: mean 1.000"]
+
+
+def test_slice_viewer_is_an_intslider_widget(vol):
+    import ipywidgets
+
+    img, lab = vol
+    w = viz.slice_viewer(img, lab)
+    assert isinstance(w, ipywidgets.VBox)
+    assert isinstance(w.children[0], ipywidgets.IntSlider)
+    assert (w.slider.min, w.slider.max, w.slider.value) == (0, 9, 5)
+    w.slider.value = 7  # redraw does not fail
+
+
+def test_animate_slices_embeds_one_frame_per_slice(vol):
+    img, lab = vol
+    html = viz.animate_slices(img, lab, step=2)
+    assert html.frames == [0, 2, 4, 6, 8]
+    assert html.data.count("data:image/png;base64") == 5
+    html = viz.animate_slices(img, max_frames=4)
+    assert len(html.frames) <= 4
