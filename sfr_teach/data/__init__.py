@@ -1,0 +1,35 @@
+"""Data: volumes, loaders (LA h5, NIfTI), synthetic phantoms, splits, transforms, samplers, download.
+
+Data knows no model and no method: everything here returns numpy volumes (:class:`Volume`),
+name lists (:class:`Split`), transform pipelines or index batches.
+
+Names are imported lazily (PEP 562), so ``sfr-teach data download`` or loading an h5 file does not
+pay for importing torch and MONAI.
+"""
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "volume": ("DataError", "MissingDataError", "Volume", "VolumeCache", "downsample_volume", "validate_volume"),
+    "splits": ("Split", "make_split"),
+    "la": ("LA_SPACING", "LADataset", "load_la_volume"),
+    "download": ("DEFAULT_LA_URL", "DownloadError", "download_la", "fetch_file"),
+    "nifti": ("NiftiDataset", "load_nifti_volume", "save_nifti"),
+    "synthetic": ("make_phantom", "smooth_noise", "synthetic_dataset"),
+    "transforms": ("PlainCompose", "center_crop_or_pad", "to_channel_first", "train_transform", "volume_to_sample"),
+    "sampler": ("TwoStreamBatchSampler", "infinite_batches"),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f".{_WHERE[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

@@ -1,0 +1,69 @@
+"""Labelled / unlabelled / test splits, the semi-supervised LA protocol.
+
+"N labelled" = the first N names of the training list. The test set is the official test list when
+there is one; otherwise the LAST ``val`` names of the training list are held out as a validation
+set (never trained on). The unlabelled set is every other training name.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional, Sequence
+
+from .volume import DataError
+
+
+@dataclass
+class Split:
+    """Names of the volumes in each role. test_source: "test.list" | "validation"."""
+
+    labeled: List[str]
+    unlabeled: List[str]
+    test: List[str]
+    test_source: str
+
+    def __repr__(self) -> str:
+        return (
+            f"Split(labeled={len(self.labeled)}, unlabeled={len(self.unlabeled)}, "
+            f"test={len(self.test)} from {self.test_source})"
+        )
+
+
+def make_split(
+    train_names: Sequence[str],
+    test_names: Optional[Sequence[str]],
+    labeled: int,
+    val: int = 16,
+    source: str = "train.list",
+) -> Split:
+    """Split ``train_names`` (ordered) into labelled / unlabelled / test.
+
+    labeled: first ``labeled`` names; test: ``test_names`` if given, else the last ``val`` names
+    (then excluded from the unlabelled set). Raises :class:`DataError` naming ``source``.
+    """
+    train = list(train_names)
+    labeled, val = int(labeled), int(val)
+    if labeled < 1:
+        raise DataError(
+            f"{source}: empty labelled set (labeled={labeled}); semi-supervised training needs at least "
+            "one labelled volume: use labeled >= 1"
+        )
+    if test_names is not None:
+        if labeled > len(train):
+            raise DataError(
+                f"{source}: labeled={labeled} but the list holds only {len(train)} names; use labeled <= {len(train)}"
+            )
+        return Split(train[:labeled], train[labeled:], list(test_names), "test.list")
+    if val < 1:
+        raise DataError(
+            f"{source}: no test list and val={val}: a validation set of at least 1 volume is needed "
+            "(use val >= 1 or provide a test list)"
+        )
+    if labeled + val > len(train):
+        raise DataError(
+            f"{source}: labeled + val = {labeled} + {val} = {labeled + val} exceeds the {len(train)} names in "
+            f"the list; use labeled <= {len(train) - val} or a smaller val"
+        )
+    test = train[len(train) - val:]
+    held = set(test)
+    unlabeled = [n for n in train[labeled:] if n not in held]
+    return Split(train[:labeled], unlabeled, test, "validation")

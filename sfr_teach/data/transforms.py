@@ -1,0 +1,127 @@
+"""Training transforms (MONAI dictionary transforms) and small numpy shape helpers.
+
+Samples are dicts of channel-first arrays: ``image`` (1, H, W, D) float32, ``label`` (1, H, W, D)
+integer, optionally ``pseudo`` (1, H, W, D) pseudo-labels and ``prob`` (C, H, W, D) class
+probabilities. Every random transform draws its parameters once per sample and applies them to
+every key, so image, label, pseudo-label and probabilities stay aligned.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from monai.data import get_track_meta, set_track_meta
+from monai.transforms import Compose, RandFlipd, RandRotate90d, RandSpatialCropd, SpatialPadd
+
+from .volume import Volume
+
+
+class PlainCompose(Compose):
+    """A MONAI ``Compose`` that returns plain ``torch.Tensor`` (no MetaTensor) values.
+
+    Metadata tracking is switched off while it runs and restored afterwards; this is also faster.
+    """
+
+    def __call__(self, data, *args, **kwargs):  # type: ignore[override]
+        previous = get_track_meta()
+        set_track_meta(False)
+        try:
+            out = super().__call__(data, *args, **kwargs)
+        finally:
+            set_track_meta(previous)
+        return {k: (torch.as_tensor(v) if isinstance(v, np.ndarray) else v) for k, v in out.items()}
+
+
+def train_transform(
+    patch_size: Sequence[int],
+    keys: Sequence[str] = ("image", "label"),
+    label_keys: Sequence[str] = ("label",),
+    rotate_flip: bool = True,
+) -> Compose:
+    """Pad to at least ``patch_size`` (zeros), random crop of ``patch_size``, then (``rotate_flip``)
+    a random 90-degree rotation in the axial (H, W) plane and random flips along H and W.
+
+    Input: dict of numpy arrays / tensors shaped (C, H, W, D) (keys missing from a sample are
+    skipped, so one transform serves labelled and unlabelled samples). Output: the same keys as
+    plain torch tensors of shape (C, *patch_size); ``label_keys`` become int64. Repeatable after
+    ``transform.set_random_state(seed)``. For a non-square axial patch (H != W) the rotation and
+    flips come first (as in UA-MT), so that a quarter turn cannot swap the patch's H and W.
+    """
+    keys, label_keys = list(keys), [k for k in label_keys if k in keys]
+    patch = tuple(int(p) for p in patch_size)
+    if len(patch) != 3 or min(patch) < 1:
+        raise ValueError(f"patch_size must be 3 positive sizes (H, W, D), got {patch_size}")
+    kw = {"keys": keys, "allow_missing_keys": True}
+    geometry = [
+        SpatialPadd(spatial_size=patch, method="symmetric", mode="constant", **kw),
+        RandSpatialCropd(roi_size=patch, random_size=False, **kw),
+    ]
+    augment = []
+    if rotate_flip:
+        augment = [
+            RandRotate90d(prob=0.75, max_k=3, spatial_axes=(0, 1), **kw),  # k uniform in {0, 1, 2, 3}
+            RandFlipd(prob=0.5, spatial_axis=0, **kw),
+            RandFlipd(prob=0.5, spatial_axis=1, **kw),
+        ]
+    steps = geometry + augment if patch[0] == patch[1] else augment + geometry
+    steps.append(_CastLabels(label_keys))
+    return PlainCompose(steps)
+
+
+class _CastLabels:
+    """Label maps to int64 tensors (what cross-entropy expects)."""
+
+    def __init__(self, keys: Sequence[str]):
+        self.keys = list(keys)
+
+    def __call__(self, data):
+        d = dict(data)
+        for k in self.keys:
+            if k in d:
+                d[k] = torch.as_tensor(d[k]).long()
+        return d
+
+
+def to_channel_first(arr: np.ndarray) -> np.ndarray:
+    """(H, W, D) -> (1, H, W, D); an array that already has a channel axis (C, H, W, D) is returned as is."""
+    arr = np.asarray(arr)
+    if arr.ndim == 3:
+        return arr[None]
+    if arr.ndim == 4:
+        return arr
+    raise ValueError(f"expected a (H, W, D) or (C, H, W, D) array, got shape {arr.shape}")
+
+
+def volume_to_sample(vol: Volume, **extra: np.ndarray) -> dict:
+    """A :class:`Volume` as a transform input: {"image": (1,H,W,D) float32, "label": (1,H,W,D) uint8, **extra}.
+
+    ``extra`` arrays (e.g. pseudo=(H,W,D), prob=(C,H,W,D)) get a channel axis when they lack one.
+    """
+    sample = {"image": to_channel_first(vol.image.astype(np.float32, copy=False))}
+    if vol.label is not None:
+        sample["label"] = to_channel_first(vol.label)
+    for k, v in extra.items():
+        sample[k] = to_channel_first(v)
+    return sample
+
+
+def center_crop_or_pad(arr: np.ndarray, size: Sequence[int], value: float = 0) -> np.ndarray:
+    """Centre-crop or zero-pad the last three axes of (..., H, W, D) to (..., *size)."""
+    arr = np.asarray(arr)
+    size = tuple(int(s) for s in size)
+    if len(size) != 3 or arr.ndim < 3:
+        raise ValueError(f"need a (..., H, W, D) array and 3 sizes, got shape {arr.shape} and size {size}")
+    lead = arr.ndim - 3
+    crops = []
+    pads = [(0, 0)] * lead
+    for n, s in zip(arr.shape[lead:], size):
+        start = max((n - s) // 2, 0)
+        crops.append(slice(start, start + min(n, s)))
+        before = max((s - n) // 2, 0)
+        pads.append((before, max(s - n, 0) - before))
+    out = arr[(Ellipsis, *crops)]
+    if any(p != (0, 0) for p in pads):
+        out = np.pad(out, pads, mode="constant", constant_values=value)
+    return out
+
