@@ -76,7 +76,7 @@ def _multi(rng: np.random.Generator, shape: Shape, num_classes: int) -> Tuple[np
     grid = _grid(shape)
     label = np.zeros(shape, np.uint8)
     image = 0.3 * smooth_noise(rng, shape, 8)
-    levels = np.linspace(1.0, 3.0, num_classes - 1) + rng.uniform(-0.15, 0.15, num_classes - 1)
+    levels = np.linspace(1.0, 4.0, num_classes - 1) + rng.uniform(-0.1, 0.1, num_classes - 1)
     for c in range(1, num_classes):
         center = rng.uniform(-0.55, 0.55, 3)
         radii = rng.uniform(0.22, 0.38, 3)
@@ -84,7 +84,7 @@ def _multi(rng: np.random.Generator, shape: Shape, num_classes: int) -> Tuple[np
         label[inside] = c  # later organs overlap earlier ones
     for c in range(1, num_classes):
         image = image + (label == c) * levels[c - 1]
-    return _finish(rng, image.astype(np.float32), shape, 0.2, 0.4), label
+    return _finish(rng, image.astype(np.float32), shape, 0.12, 0.45), label
 
 
 def make_phantom(
