@@ -22,6 +22,7 @@ class _Handler(SimpleHTTPRequestHandler):
 
     log: list = []
     cut: dict = {}  # url path -> bytes to send before closing early
+    honour_range = True  # False: answer every request with the whole file (200), as some servers do
 
     def log_message(self, *args):  # keep pytest output clean
         pass
@@ -35,7 +36,7 @@ class _Handler(SimpleHTTPRequestHandler):
         data = path.read_bytes()
         start, status = 0, 200
         rng = self.headers.get("Range")
-        if rng and rng.startswith("bytes=") and rng.endswith("-"):
+        if rng and self.honour_range and rng.startswith("bytes=") and rng.endswith("-"):
             start, status = int(rng[6:-1]), 206
             if start >= len(data):
                 self.send_error(416, "Range Not Satisfiable")
@@ -62,7 +63,7 @@ def mirror(tmp_path, la_dir):
         os.symlink(la_dir / SUB / n / "mri_norm2.h5", site / SUB / n / "mri_norm2.h5")
     (site / "train.list").write_text("\n".join(names[:3]) + "\n")
     (site / "test.list").write_text(names[3] + "\n")
-    _Handler.log, _Handler.cut = [], {}
+    _Handler.log, _Handler.cut, _Handler.honour_range = [], {}, True
 
     def handler(*a, **kw):
         return _Handler(*a, directory=str(site), **kw)
@@ -123,6 +124,17 @@ def test_truncated_part_resumes_with_range(mirror, tmp_path):
     assert (dest / rel).read_bytes() == full
     ranges = [r for p, r in _Handler.log if p.endswith(names[0] + "/mri_norm2.h5")]
     assert ranges == [f"bytes={half}-"]
+
+
+def test_server_ignoring_range_restarts_the_file(mirror, tmp_path):
+    site, names, url = mirror
+    _Handler.honour_range = False
+    rel = f"{SUB}/{names[0]}/mri_norm2.h5"
+    dest = tmp_path / "LA"
+    (dest / rel).parent.mkdir(parents=True)
+    (dest / (rel + ".part")).write_bytes(b"stale bytes that must not stay in front")
+    download_la(dest, base_url=url, limit=1, progress=False)
+    assert filecmp.cmp(site / rel, dest / rel, shallow=False)
 
 
 def test_cut_connection_is_an_error_then_resumes(mirror, tmp_path):

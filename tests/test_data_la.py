@@ -84,7 +84,8 @@ def test_lists_accept_ids_and_uamt_paths(tmp_path):
     assert ds.train_names == names and ds.test_names == ["EEE", "FFF"]
     assert ds.path("BBB") == root / "2018LA_Seg_Training Set" / "BBB" / "mri_norm2.h5"
     s = ds.split(labeled=2, val=16)  # with test.list, val is not carved out of train.list
-    assert (s.labeled, s.unlabeled, s.test, s.test_source) == (["AAA", "BBB"], ["CCC", "DDD"], ["EEE", "FFF"], "test.list")
+    assert (s.labeled, s.unlabeled, s.test) == (["AAA", "BBB"], ["CCC", "DDD"], ["EEE", "FFF"])
+    assert s.test_source == "test.list"
     assert ds.load("EEE").shape == (12, 10, 8)
 
 
@@ -166,6 +167,8 @@ def test_validate_returns_canonical_dtypes():
     img, lab = validate_volume(np.ones((3, 3, 3), np.float64), np.ones((3, 3, 3), np.int64), 2)
     assert img.dtype == np.float32 and lab.dtype == np.uint8
     assert validate_volume(np.ones((3, 3, 3)))[1] is None
+    _, mask = validate_volume(np.ones((3, 3, 3)), np.ones((3, 3, 3), bool), 2)  # a boolean mask is a label map
+    assert mask.dtype == np.uint8 and mask.min() == 1
 
 
 # ---------------------------------------------------------------- downsampling

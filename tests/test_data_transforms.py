@@ -36,7 +36,8 @@ def test_all_keys_stay_aligned(rng):
         img = out["image"][0]
         assert torch.equal(out["label"][0], (img > 0.7).long())
         assert torch.equal(out["pseudo"][0], (img > 0.2).long())
-        assert torch.equal(out["prob"][1], (img > 0.7).float()) and torch.equal(out["prob"][0] + out["prob"][1], torch.ones_like(img))
+        assert torch.equal(out["prob"][1], (img > 0.7).float())
+        assert torch.equal(out["prob"][0] + out["prob"][1], torch.ones_like(img))
 
 
 def test_set_random_state_is_repeatable(rng):

@@ -111,7 +111,10 @@ class LADataset:
 
     def __repr__(self) -> str:
         n_test = "none" if self.test_names is None else len(self.test_names)
-        return f"LADataset({str(self.root)!r}, train={len(self.train_names)}, test={n_test}, downsample={self.downsample})"
+        return (
+            f"LADataset({str(self.root)!r}, train={len(self.train_names)}, test={n_test}, "
+            f"downsample={self.downsample})"
+        )
 
     def path(self, name: str) -> Path:
         return self.root / LA_SUBDIR / name / LA_FILE

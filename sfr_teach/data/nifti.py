@@ -68,7 +68,8 @@ def load_nifti_volume(
     if name is None:
         name = _strip_suffix(image_path.name) or image_path.stem
         name = name[:-5] if name.endswith("_0000") else name
-    return Volume(name, image, label, spacing, np.asarray(img.affine, dtype=np.float64), str(image_path))  # type: ignore[arg-type]
+    affine = np.asarray(img.affine, dtype=np.float64)
+    return Volume(name, image, label, spacing, affine, str(image_path))  # type: ignore[arg-type]
 
 
 def save_nifti(

@@ -88,6 +88,8 @@ def validate_volume(
             f"{source}: label shape {label.shape} does not match image shape {image.shape}; "
             "image and label must be the same voxel grid (resample the label onto the image)"
         )
+    if label.dtype == bool:  # a binary mask
+        label = label.astype(np.uint8)
     if not np.issubdtype(label.dtype, np.number):
         raise DataError(f"{source}: the label map has dtype {label.dtype}, expected integers")
     if not np.issubdtype(label.dtype, np.integer):
