@@ -1,0 +1,168 @@
+"""The LA-literature 3D V-Net (UA-MT / SSL4MIS ``VNet``).
+
+This is the network every left-atrium semi-supervised paper trains (UA-MT, SASSNet, DTC, MC-Net,
+AC-MT, SFR): 16 base channels, BatchNorm, ReLU, strided-conv down-sampling, transposed-conv
+up-sampling, *additive* skip connections and ``Dropout3d(0.5)`` at the bottleneck and before the
+last 1x1x1 convolution. With ``n_filters=16`` and 2 classes it has exactly 9,448,866 parameters.
+(MONAI's ``monai.networks.nets.VNet`` is a different, 45.6 M-parameter design.)
+
+Shapes::
+
+    x (B, n_channels, H, W, D)  -- H, W, D divisible by 16 (four 2x down-samplings)
+    VNet(x)                   -> logits (B, n_classes, H, W, D)
+    VNet(x, return_features=True) -> (logits, {"bottleneck": (B, 16F, H/16, W/16, D/16),
+                                               "decoder":    (B, F, H, W, D)})
+
+Stages (F = n_filters): encoder ConvBlocks of 1, 2, 3, 3, 3 convolutions at F, 2F, 4F, 8F, 16F
+channels; decoder ConvBlocks of 3, 3, 2, 1 convolutions back to F; skip = element-wise sum.
+"""
+from __future__ import annotations
+
+from typing import Dict, Tuple, Union
+
+import torch
+from torch import nn
+
+NORMALIZATIONS = ("batchnorm", "instancenorm", "groupnorm", "none")
+
+
+def _norm(kind: str, channels: int) -> list:
+    """The normalisation layer after each convolution ([] for 'none')."""
+    if kind == "batchnorm":
+        return [nn.BatchNorm3d(channels)]
+    if kind == "instancenorm":
+        return [nn.InstanceNorm3d(channels)]
+    if kind == "groupnorm":  # 16 groups as the reference, fewer when there are fewer channels
+        return [nn.GroupNorm(num_groups=min(16, channels), num_channels=channels)]
+    if kind == "none":
+        return []
+    raise ValueError(f"sfr_teach/nets/vnet.py: unknown normalization {kind!r}; choose one of {NORMALIZATIONS}")
+
+
+class ConvBlock(nn.Sequential):
+    """``n_stages`` x (Conv3d 3x3x3, padding 1 -> norm -> ReLU): (B, c_in, *S) -> (B, c_out, *S)."""
+
+    def __init__(self, n_stages: int, c_in: int, c_out: int, normalization: str = "batchnorm"):
+        layers: list = []
+        for i in range(n_stages):
+            layers += [nn.Conv3d(c_in if i == 0 else c_out, c_out, 3, padding=1), *_norm(normalization, c_out)]
+            layers.append(nn.ReLU(inplace=True))
+        super().__init__(*layers)
+
+
+class DownBlock(nn.Sequential):
+    """Conv3d kernel 2 stride 2 -> norm -> ReLU: (B, c_in, *S) -> (B, c_out, *S/2)."""
+
+    def __init__(self, c_in: int, c_out: int, normalization: str = "batchnorm"):
+        super().__init__(nn.Conv3d(c_in, c_out, 2, stride=2), *_norm(normalization, c_out), nn.ReLU(inplace=True))
+
+
+class UpBlock(nn.Sequential):
+    """ConvTranspose3d kernel 2 stride 2 -> norm -> ReLU: (B, c_in, *S) -> (B, c_out, *2S)."""
+
+    def __init__(self, c_in: int, c_out: int, normalization: str = "batchnorm"):
+        super().__init__(
+            nn.ConvTranspose3d(c_in, c_out, 2, stride=2), *_norm(normalization, c_out), nn.ReLU(inplace=True)
+        )
+
+
+class VNet(nn.Module):
+    """The UA-MT / SSL4MIS V-Net. See the module docstring for shapes.
+
+    Args:
+        n_channels: input channels (1 for MRI/CT).
+        n_classes: output classes, background included.
+        n_filters: base width F (16 in the literature; 4-8 for CPU lessons and tests).
+        normalization: 'batchnorm' (reference) | 'instancenorm' | 'groupnorm' | 'none'.
+        has_dropout: Dropout3d(dropout_p) on the bottleneck and before the output conv.
+    """
+
+    def __init__(
+        self,
+        n_channels: int = 1,
+        n_classes: int = 2,
+        n_filters: int = 16,
+        normalization: str = "batchnorm",
+        has_dropout: bool = True,
+        dropout_p: float = 0.5,
+    ):
+        super().__init__()
+        if normalization not in NORMALIZATIONS:
+            _norm(normalization, 1)  # raises the clear error
+        self.n_channels, self.n_classes, self.n_filters = n_channels, n_classes, n_filters
+        self.has_dropout = has_dropout
+        f, nm = n_filters, normalization
+        # encoder
+        self.block_one = ConvBlock(1, n_channels, f, nm)
+        self.block_one_dw = DownBlock(f, 2 * f, nm)
+        self.block_two = ConvBlock(2, 2 * f, 2 * f, nm)
+        self.block_two_dw = DownBlock(2 * f, 4 * f, nm)
+        self.block_three = ConvBlock(3, 4 * f, 4 * f, nm)
+        self.block_three_dw = DownBlock(4 * f, 8 * f, nm)
+        self.block_four = ConvBlock(3, 8 * f, 8 * f, nm)
+        self.block_four_dw = DownBlock(8 * f, 16 * f, nm)
+        self.block_five = ConvBlock(3, 16 * f, 16 * f, nm)
+        # decoder
+        self.block_five_up = UpBlock(16 * f, 8 * f, nm)
+        self.block_six = ConvBlock(3, 8 * f, 8 * f, nm)
+        self.block_six_up = UpBlock(8 * f, 4 * f, nm)
+        self.block_seven = ConvBlock(3, 4 * f, 4 * f, nm)
+        self.block_seven_up = UpBlock(4 * f, 2 * f, nm)
+        self.block_eight = ConvBlock(2, 2 * f, 2 * f, nm)
+        self.block_eight_up = UpBlock(2 * f, f, nm)
+        self.block_nine = ConvBlock(1, f, f, nm)
+        self.out_conv = nn.Conv3d(f, n_classes, 1)
+        self.dropout = nn.Dropout3d(p=dropout_p)
+
+    def encode(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """(B, n_channels, H, W, D) -> skips x1..x4 and bottleneck x5 (B, 16F, H/16, W/16, D/16)."""
+        _check_input(x, self.n_channels)
+        x1 = self.block_one(x)
+        x2 = self.block_two(self.block_one_dw(x1))
+        x3 = self.block_three(self.block_two_dw(x2))
+        x4 = self.block_four(self.block_three_dw(x3))
+        x5 = self.block_five(self.block_four_dw(x4))
+        if self.has_dropout:
+            x5 = self.dropout(x5)
+        return x1, x2, x3, x4, x5
+
+    def decode(self, feats: Tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """Skips + bottleneck -> decoder features (B, F, H, W, D) (before the output conv)."""
+        x1, x2, x3, x4, x5 = feats
+        x = self.block_six(self.block_five_up(x5) + x4)
+        x = self.block_seven(self.block_six_up(x) + x3)
+        x = self.block_eight(self.block_seven_up(x) + x2)
+        x = self.block_nine(self.block_eight_up(x) + x1)
+        if self.has_dropout:
+            x = self.dropout(x)
+        return x
+
+    def forward(
+        self, x: torch.Tensor, return_features: bool = False
+    ) -> Union[torch.Tensor, Tuple[torch.Tensor, Dict[str, torch.Tensor]]]:
+        feats = self.encode(x)
+        dec = self.decode(feats)
+        logits = self.out_conv(dec)
+        if return_features:
+            return logits, {"bottleneck": feats[4], "decoder": dec}
+        return logits
+
+
+def _check_input(x: torch.Tensor, n_channels: int) -> None:
+    if x.ndim != 5 or x.shape[1] != n_channels:
+        raise ValueError(
+            f"sfr_teach/nets/vnet.py: VNet expects a (B, {n_channels}, H, W, D) tensor, got shape "
+            f"{tuple(x.shape)}; add the channel axis with x[:, None] or x.unsqueeze(1)"
+        )
+    bad = [s for s in x.shape[2:] if s % 16]
+    if bad:
+        good = tuple(max(16, 16 * round(s / 16)) for s in x.shape[2:])
+        raise ValueError(
+            f"sfr_teach/nets/vnet.py: VNet needs H, W, D divisible by 16 (four 2x down-samplings), got "
+            f"{tuple(x.shape[2:])}; use a patch size such as {good} (e.g. retrain.patch_size / eval.patch_size)"
+        )
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
+    """Number of (trainable) parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

@@ -1,0 +1,138 @@
+"""Pieces of the semi-supervised methods checked against hand computations."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from sfr_teach.ssl.ac_mt import acmt_tau
+from sfr_teach.ssl.base import EMATeacher, teacher_noise
+from sfr_teach.ssl.losses import ce_dice, soft_dice_loss
+from sfr_teach.ssl.magicnet import (
+    CubePositionHead,
+    cross_image_partition,
+    cross_image_recover,
+    from_cubes,
+    to_cubes,
+    within_image_partition,
+    within_image_recover,
+)
+from sfr_teach.ssl.ramps import consistency_weight, linear_ramp, sigmoid_rampup
+from sfr_teach.ssl.sfr_term import SFRTerm
+from sfr_teach.ssl.ua_mt import masked_mean, uamt_threshold
+
+
+def test_sigmoid_rampup_and_consistency_weight():
+    assert sigmoid_rampup(0, 40) == pytest.approx(math.exp(-5))
+    assert sigmoid_rampup(20, 40) == pytest.approx(math.exp(-1.25))
+    assert sigmoid_rampup(40, 40) == 1.0 and sigmoid_rampup(99, 40) == 1.0
+    assert sigmoid_rampup(7, 0) == 1.0
+    # LA protocol: t = iter // 150, L = 40, weight 0.1
+    assert consistency_weight(3000, 0.1, 40) == pytest.approx(0.1 * math.exp(-5 * 0.5**2))
+    assert consistency_weight(3149, 0.1, 40) == consistency_weight(3000, 0.1, 40)
+    assert consistency_weight(6000, 0.1, 40) == pytest.approx(0.1)
+    assert linear_ramp(5, 10, 0.0, 2.0) == 1.0 and linear_ramp(50, 10, 0.0, 2.0) == 2.0
+
+
+def test_uamt_threshold_and_acmt_tau_schedules():
+    assert uamt_threshold(0, 6000) == pytest.approx((0.75 + 0.25 * math.exp(-5)) * math.log(2))
+    assert uamt_threshold(3000, 6000) == pytest.approx((0.75 + 0.25 * math.exp(-1.25)) * math.log(2))
+    assert uamt_threshold(6000, 6000) == pytest.approx(math.log(2))
+    assert uamt_threshold(6000, 6000, num_classes=5) == pytest.approx(math.log(5))
+    assert acmt_tau(0, 6000) == pytest.approx(0.75 + 0.2 * math.exp(-5))
+    assert acmt_tau(6000, 6000) == pytest.approx(0.95)
+    taus = [acmt_tau(i, 100) for i in range(0, 101, 10)]
+    assert all(a < b for a, b in zip(taus, taus[1:]))
+
+
+def test_ema_teacher_matches_hand_computation():
+    torch.manual_seed(0)
+    student = nn.Linear(3, 2)
+    ema = EMATeacher(student, decay=0.99)
+    assert not any(p.requires_grad for p in ema.model.parameters())
+    t0 = ema.model.weight.clone()
+    with torch.no_grad():
+        student.weight.add_(1.0)
+    ema.update(student, step=0)  # alpha = min(0, 0.99) = 0: the teacher becomes the student
+    assert torch.allclose(ema.model.weight, student.weight)
+    with torch.no_grad():
+        student.weight.add_(1.0)
+    before = ema.model.weight.clone()
+    ema.update(student, step=5)  # alpha = min(1 - 1/6, 0.99) = 5/6
+    assert ema.alpha(5) == pytest.approx(5 / 6) and ema.alpha(10_000) == 0.99
+    assert torch.allclose(ema.model.weight, 5 / 6 * before + 1 / 6 * student.weight)
+    assert not torch.allclose(t0, ema.model.weight)
+
+
+def test_teacher_noise_is_clamped():
+    n = teacher_noise(torch.zeros(20000))
+    assert n.abs().max() <= 0.2 and 0.08 < n.std() < 0.1  # clamping trims the 0.1 std a little
+
+
+def test_soft_dice_and_ce_dice_on_known_cases():
+    target = torch.tensor([[0, 1, 1, 0]])
+    probs = torch.tensor([[[1.0, 0.5, 0.0, 1.0], [0.0, 0.5, 1.0, 0.0]]])  # (1, 2, 4)
+    # by hand: class 0 inter 2, sum p^2 2.25, sum y^2 2; class 1 inter 1.5, sum p^2 1.25, sum y^2 2
+    d0 = 1 - (2 * 2 + 1e-5) / (2.25 + 2 + 1e-5)
+    d1 = 1 - (2 * 1.5 + 1e-5) / (1.25 + 2 + 1e-5)
+    assert soft_dice_loss(probs, target).item() == pytest.approx((d0 + d1) / 2, rel=1e-6)
+    good = torch.tensor([[[9.0, -9, -9, 9], [-9, 9, 9, -9]]])
+    assert ce_dice(good, target).item() < 1e-3
+    # the ignore value (255) removes a voxel from both terms
+    t_ign = torch.tensor([[0, 1, 1, 255]])
+    bad_last = good.clone()
+    bad_last[0, :, 3] = torch.tensor([-9.0, 9.0])
+    assert ce_dice(bad_last, t_ign).item() == pytest.approx(ce_dice(good[..., :3], target[:, :3]).item(), abs=1e-6)
+    with pytest.raises(ValueError, match="do not match"):
+        ce_dice(good, torch.zeros(1, 3, dtype=torch.long))
+
+
+def test_sfr_term_weight_and_value():
+    logits = torch.randn(2, 3, 4, 4, 4)
+    pseudo = torch.randint(0, 3, (2, 4, 4, 4))
+    const = SFRTerm(weight=1.0, rampup=0)
+    loss, raw, w = const(logits, pseudo, it=0)
+    assert w == 1.0 and loss.item() == pytest.approx(ce_dice(logits, pseudo).item()) and raw == pytest.approx(loss.item())
+    ramped = SFRTerm(weight=2.0, rampup=100)
+    assert ramped.weight_at(50) == pytest.approx(2.0 * math.exp(-1.25)) and ramped.weight_at(100) == 2.0
+    with pytest.raises(ValueError, match="unlabeled_logits"):
+        const(None, pseudo, 0)
+
+
+def test_masked_mean():
+    dist = torch.arange(16.0).reshape(1, 2, 2, 2, 2)
+    mask = torch.zeros(1, 1, 2, 2, 2)
+    assert masked_mean(dist, mask).item() == 0.0
+    mask[0, 0, 0, 0, 0] = 1
+    assert masked_mean(dist, mask).item() == pytest.approx((0 + 8) / 2)
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_magic_cube_partition_recover_is_exact_inverse(n):
+    g = torch.Generator().manual_seed(n)
+    b, k = 4, n**3
+    x = torch.randn(b, 2, 6 * n, 4 * n, 2 * n, generator=g)
+    assert torch.equal(from_cubes(to_cubes(x, n), n), x)
+    perm = torch.stack([torch.randperm(b, generator=g) for _ in range(k)])
+    mixed = cross_image_partition(x, n, perm)
+    assert torch.equal(cross_image_recover(mixed, n, perm), x)
+    cubes, mcubes = to_cubes(x, n), to_cubes(mixed, n)
+    for kk in range(k):  # cube kk of mixed image bb comes from image perm[kk, bb], same position
+        for bb in range(b):
+            assert torch.equal(mcubes[bb, kk], cubes[perm[kk, bb], kk])
+    sigma = torch.stack([torch.randperm(k, generator=g) for _ in range(b)])
+    shuf = within_image_partition(x, n, sigma)
+    assert torch.equal(to_cubes(shuf, n)[1, 0], cubes[1, sigma[1, 0]])
+    assert torch.equal(within_image_recover(shuf, n, sigma), x)
+    labels = torch.randint(0, 5, (b, 6 * n, 4 * n, 2 * n), generator=g)  # (B, H, W, D) labels too
+    assert torch.equal(cross_image_recover(cross_image_partition(labels, n, perm), n, perm), labels)
+    assert torch.equal(within_image_recover(within_image_partition(labels, n, sigma), n, sigma), labels)
+    with pytest.raises(ValueError, match="not divisible"):
+        to_cubes(torch.zeros(1, 1, 7, 6, 6), n)
+
+
+def test_cube_position_head_shape():
+    head = CubePositionHead(channels=64, n=3)
+    assert head(torch.randn(2, 64, 6, 6, 6)).shape == (2, 27, 27)
+    assert np.prod(head.fc.weight.shape) == 64 * 27
