@@ -188,7 +188,7 @@ def _run(name: str, fn: Callable, cases: Sequence[Case], compare: Callable[[Any,
                 got = fn(*copy.deepcopy(args))
                 problem = compare(expected, got)
             except Exception as e:  # a student's bug is a failed case, with the error shown
-                problem = f"raised {type(e).__name__}: {e}"
+                problem = f"raised {type(e).__name__}" + (f": {e}" if str(e) else "")
             if problem:
                 msg = f"case {i + 1}/{len(cases)} '{desc}': {problem}" + (f" (hint: {hint})" if hint else "")
                 res = CheckResult(name, False, msg, i, len(cases))
