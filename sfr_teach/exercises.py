@@ -7,9 +7,10 @@ It also prints one friendly line, e.g.::
     ✅ check_unstitch: all 5 cases pass
     ❌ check_stitch: case 'D=5 (empty cells)': shape differs: expected (48, 48), got (32, 32)
 
-The references come from the library whenever the library has the function
-(``sfr_teach.stitching``, ``sfr_teach.ssl.ramps``, ``sfr_teach.ssl.losses``); the few it does
-not have as a standalone function are written here, each marked **REFERENCE (exercises.py)**.
+The references are the library's own functions (``sfr_teach.stitching``, ``sam.pseudo``,
+``metrics``, ``ssl.base.EMATeacher``, ``ssl.ramps``, ``ssl.losses``, ``ssl.magicnet``), wrapped
+as ``ref_*`` where the student's signature differs; only ``check_mean_std`` and
+``check_foreground_fraction`` compare with plain numpy, and ``check_lora_params`` with peft.
 
 =======================  ==========================================================  ======
 checker                  the student writes                                          lesson
@@ -205,48 +206,57 @@ def _distinct_volume(h: int, w: int, d: int) -> np.ndarray:
     return np.arange(1, h * w * d + 1, dtype=np.float32).reshape(h, w, d)
 
 
-# ----------------------------------------------------------------------------- references not in the library
+# ----------------------------------------------------------------------------- references (thin wrappers of the library)
 def ref_confidence(prob: np.ndarray) -> float:
-    """REFERENCE (exercises.py): SFR+ volume confidence = mean over voxels of the max class probability."""
-    return float(np.asarray(prob, dtype=np.float64).max(axis=0).mean())
+    """SFR+ volume confidence: :func:`sfr_teach.sam.pseudo.confidence` (``mode="mean_max"``)."""
+    from .sam.pseudo import confidence
+
+    return confidence(prob, mode="mean_max")
 
 
 def ref_dice(pred: np.ndarray, gt: np.ndarray) -> float:
-    """REFERENCE (exercises.py): binary Dice 2|P∩G| / (|P| + |G|); the checker never asks for two empty masks."""
-    p, g = np.asarray(pred) > 0, np.asarray(gt) > 0
-    return float(2.0 * (p & g).sum() / (p.sum() + g.sum()))
+    """Binary Dice: :func:`sfr_teach.metrics.dice` (the checker never asks for two empty masks)."""
+    from .metrics import dice
+
+    return dice(pred, gt)
 
 
-@torch.no_grad()
 def ref_ema_update(teacher: torch.nn.Module, student: torch.nn.Module, alpha: float, global_step: int) -> None:
-    """REFERENCE (exercises.py): Mean Teacher EMA, in place.
+    """Mean Teacher EMA in place, by :class:`sfr_teach.ssl.base.EMATeacher`'s rule.
 
     ``a = min(1 - 1/(global_step + 1), alpha)``; ``teacher = a * teacher + (1 - a) * student``
-    for every parameter (step 0 copies the student). Same rule as the UA-MT reference code.
+    for every parameter (step 0 copies the student).
     """
-    a = min(1.0 - 1.0 / (global_step + 1), alpha)
-    for t, s in zip(teacher.parameters(), student.parameters()):
-        t.mul_(a).add_(s, alpha=1.0 - a)
+    from .ssl.base import EMATeacher
+
+    ema = EMATeacher(student, alpha)
+    ema.model = teacher  # update this teacher, not the fresh copy EMATeacher made
+    ema.update(student, global_step)
 
 
 def ref_ambiguous_mask(prob: np.ndarray, tau: float) -> np.ndarray:
-    """REFERENCE (exercises.py): AC-MT's ambiguous voxels: entropy / ln(C) >= tau (prob is (C, ...))."""
-    p = np.asarray(prob, dtype=np.float64)
-    ent = -(p * np.log(np.clip(p, 1e-12, None))).sum(axis=0)
-    return ent / math.log(p.shape[0]) >= tau
+    """AC-MT's ambiguous voxels, as :class:`sfr_teach.ssl.ac_mt.ACMT`: ``entropy / ln(C) >= tau``; prob (C, ...)."""
+    from .ssl.losses import entropy
+
+    p = torch.as_tensor(np.asarray(prob, dtype=np.float32))[None]
+    return (entropy(p)[0, 0] / math.log(p.shape[1]) >= tau).numpy()
 
 
 def ref_cube_partition(volume: np.ndarray, n: int) -> np.ndarray:
-    """REFERENCE (exercises.py): MagicNet cubes, (H, W, D) -> (n**3, H/n, W/n, D/n), index i*n*n + j*n + k."""
-    v = np.asarray(volume)
-    h, w, d = (s // n for s in v.shape)
-    return v.reshape(n, h, n, w, n, d).transpose(0, 2, 4, 1, 3, 5).reshape(n**3, h, w, d)
+    """MagicNet cubes by :func:`sfr_teach.ssl.magicnet.to_cubes`: (H, W, D) -> (n**3, H/n, W/n, D/n)."""
+    from .ssl.magicnet import to_cubes
+
+    return to_cubes(torch.as_tensor(np.asarray(volume))[None, None], n)[0, :, 0].numpy()
 
 
 def ref_tau_selection(confidences: Dict[str, float], tau: float) -> Tuple[List[str], List[str]]:
-    """REFERENCE (exercises.py): SFR+ split: high = confidence >= tau, low = the rest (input order kept)."""
-    high = [k for k, c in confidences.items() if c >= tau]
-    return high, [k for k in confidences if k not in high]
+    """SFR+ split by :func:`sfr_teach.sam.pseudo.split_by_confidence`: high = confidence >= tau."""
+    from types import SimpleNamespace
+
+    from .sam.pseudo import split_by_confidence
+
+    high, low = split_by_confidence([SimpleNamespace(name=k, confidence=c) for k, c in confidences.items()], tau)
+    return [p.name for p in high], [p.name for p in low]
 
 
 # ----------------------------------------------------------------------------- checkers
@@ -363,7 +373,7 @@ def check_ema_update(fn: Callable, verbose: bool = True) -> CheckResult:
     """``fn(teacher, student, alpha, global_step)`` updates ``teacher`` in place (Mean Teacher EMA).
 
     Rule: ``a = min(1 - 1/(global_step + 1), alpha)``; ``teacher = a * teacher + (1 - a) * student``.
-    Reference: :func:`ref_ema_update` (written here; the trainers apply the same rule).
+    Reference: :func:`ref_ema_update` (the trainers' :class:`~sfr_teach.ssl.base.EMATeacher`).
     """
     torch.manual_seed(0)
 
