@@ -109,6 +109,9 @@ def sliding_window_predict(
     """Class probabilities ``(C, H, W, D)`` float32 of a whole ``image (H, W, D)`` (see module docstring)."""
     _check_args(image, patch_size, stride, mode)
     device = torch.device(device)
+    param = next(iter(model.parameters()), None)
+    if param is not None and param.device.type != device.type:
+        raise ValueError(f"the model is on {param.device} but device={device}; call model.to({str(device)!r}) first")
     patch, stride = tuple(int(p) for p in patch_size), tuple(int(s) for s in stride)
     pads = _pad_amounts(image.shape, patch)
     x = torch.from_numpy(np.pad(np.asarray(image, np.float32), pads, mode="constant")).to(device)

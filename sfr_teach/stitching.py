@@ -42,8 +42,8 @@ Ablation strategies (the paper compares the grid against them; pick one with
 name            images per volume (``N``)               what comes back exactly
 ==============  ======================================  ==========================================
 ``grid``        1 (all ``D`` slices, one mosaic)         see above
-``upsample``    ``D`` (each slice resized on its own     labels: exact when ``S >= max(H, W)``;
-                to fill ``S x S``, aspect kept, padded)  images: the bound above with ``r = 2``
+``upsample``    ``D`` (each slice resized on its own     when ``S >= max(H, W)``: labels exact,
+                to fill ``S x S``, aspect kept, padded)  images within the bound above, ``r = 2``
 ``downsample``  1 (only every ``step``-th slice and      kept slices: as ``grid``; dropped slices:
                 the last one, tiled on a smaller grid)   interpolated along ``D`` (see below)
 ==============  ======================================  ==========================================

@@ -81,6 +81,9 @@ def test_eval_mode_and_errors(rng):
     assert np.array_equal(a, b) and model.training  # dropout off during inference, flag restored
     with pytest.raises(ValueError, match="returned 2 channels"):
         sliding_window_predict(model, image, (16, 16, 8), (4, 4, 4), 3)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="model.to"):
+            sliding_window_predict(model, image, (16, 16, 8), (4, 4, 4), 2, device="meta")
     with pytest.raises(ValueError, match=r"\(H, W, D\)"):
         sliding_window_predict(model, image[None], (16, 16, 8), (4, 4, 4), 2)
 

@@ -191,6 +191,12 @@ def test_strategies_shapes_and_label_round_trip(rng, name):
     assert s.valid_mask(shape).shape == (n, 256, 256)
     with pytest.raises(ValueError, match="expects images shaped"):
         s.from_images(np.zeros((2, n + 1, 256, 256)), shape)
+    t = torch.from_numpy(lab).long()  # torch in, torch out, dtype kept
+    tb = s.from_images(s.to_images(t, is_label=True), shape, is_label=True)
+    assert isinstance(tb, torch.Tensor) and tb.dtype == torch.int64 and np.array_equal(tb.numpy(), back)
+    img = torch.rand(shape, dtype=torch.float64)
+    ib = s.from_images(s.to_images(img), shape)
+    assert ib.dtype == torch.float64 and ib.shape == shape
 
 
 def test_upsample_strategy_slice_k_is_image_k(rng):
