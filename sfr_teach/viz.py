@@ -35,6 +35,7 @@ __all__ = [
     "slice_viewer",
     "animate_slices",
     "pick_slices",
+    "save_run_figures",
 ]
 
 GT_COLOR = "#2ca02c"  # green
@@ -539,3 +540,53 @@ def animate_slices(
     plt.close(fig)
     html.frames = frames
     return html
+
+
+def save_run_figures(
+    figdir: Union[str, Path],
+    history: Any = None,
+    rows: Any = None,
+    pseudo_labels: Any = None,
+    data: Any = None,
+    model: Any = None,
+    tau: float = 0.985,
+) -> List[Path]:
+    """Write a results folder's pictures as PNG (used by :func:`sfr_teach.pipeline.run_pipeline`).
+
+    ``curves.png`` (every numeric key of the training ``history``), ``dice_per_case.png`` (metrics
+    ``rows``), ``dice_vs_confidence.png`` (pseudo-labels that know their Dice vs the hidden
+    ground truth) and ``pseudo_label_overlay.png`` (first pseudo-labelled volume in ``data``).
+    ``model`` is accepted for the pipeline's call and not used. Returns the written paths.
+    """
+    plt = _plt()
+    figdir = Path(figdir)
+    figdir.mkdir(parents=True, exist_ok=True)
+    written: List[Path] = []
+
+    def save(fig, name: str) -> None:
+        path = figdir / name
+        fig.savefig(path, dpi=90, bbox_inches="tight")
+        plt.close(fig)
+        written.append(path)
+
+    if history:
+        hist = _read_history(history)
+        keys = [k for k in ("loss", "loss_sup", "loss_cons", "loss_sfr", "dice", "lr") if any(k in r for r in hist)]
+        save(plot_curves(hist, keys or None), "curves.png")
+    rows_list = list(getattr(rows, "rows", rows) or [])
+    if rows_list and "dice" in rows_list[0]:
+        save(plot_case_bars(rows_list, "dice"), "dice_per_case.png")
+    pls = list(pseudo_labels or [])
+    scored = [p for p in pls if getattr(p, "dice", None) is not None]
+    if len(scored) >= 2:
+        save(plot_dice_vs_confidence([p.confidence for p in scored], [p.dice for p in scored], tau,
+                                     names=[p.name for p in scored]), "dice_vs_confidence.png")
+    if pls and data is not None:
+        vols = {v.name: v for v in getattr(data, "unlabeled", [])}
+        first = next((p for p in pls if p.name in vols), None)
+        if first is not None:
+            v = vols[first.name]
+            save(plot_volume_overlays(v.image, v.label, first.label, slices=4, pred_name="pseudo-label",
+                                      title=f"{first.name}: pseudo-label (red) vs ground truth (green)"),
+                 "pseudo_label_overlay.png")
+    return written

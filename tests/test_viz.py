@@ -152,3 +152,16 @@ def test_animate_slices_embeds_one_frame_per_slice(vol):
     assert html.data.count("data:image/png;base64") == 5
     html = viz.animate_slices(img, max_frames=4)
     assert len(html.frames) <= 4
+
+
+def test_save_run_figures_writes_the_pngs(tmp_path, vol):
+    from types import SimpleNamespace
+
+    img, lab = vol
+    pls = [SimpleNamespace(name=f"v{i}", label=lab, confidence=0.98 + 0.005 * i, dice=0.5 + 0.1 * i) for i in range(3)]
+    data = SimpleNamespace(unlabeled=[SimpleNamespace(name="v0", image=img, label=lab)])
+    paths = viz.save_run_figures(tmp_path, history=[{"step": 1, "loss": 1.0}, {"step": 2, "loss": 0.5}],
+                                 rows=[{"name": "a", "dice": 0.7}], pseudo_labels=pls, data=data)
+    assert sorted(p.name for p in paths) == ["curves.png", "dice_per_case.png", "dice_vs_confidence.png",
+                                              "pseudo_label_overlay.png"]
+    assert all(p.stat().st_size > 1000 and p.read_bytes()[:4] == b"\x89PNG" for p in paths)
