@@ -31,6 +31,7 @@ __all__ = [
     "plot_confidence_map",
     "plot_dice_vs_confidence",
     "plot_curves",
+    "plot_curves_compare",
     "plot_case_bars",
     "slice_viewer",
     "animate_slices",
@@ -407,6 +408,36 @@ def plot_curves(history: Any, keys: Optional[Sequence[str]] = None, x: str = "st
     return fig
 
 
+def plot_curves_compare(
+    histories: Mapping[str, Any], keys: Sequence[str], x: str = "iter", title: Optional[str] = None
+):
+    """Several runs on the same panels: ``histories = {"baseline": hist_a, "+SFR": hist_b}``.
+
+    One panel per key, one line per run (legend = the run names); each history is anything
+    :func:`plot_curves` accepts. A run that did not log a key is left out of that panel.
+    Returns the Figure.
+    """
+    plt = _plt()
+    runs = {name: _read_history(h) for name, h in histories.items()}
+    if not runs:
+        raise ValueError("plot_curves_compare: no runs given")
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.4 * len(keys), 3.3), squeeze=False)
+    for ax, k in zip(axes[0], keys):
+        for name, rows in runs.items():
+            pts = [(r.get(x, i), r[k]) for i, r in enumerate(rows) if r.get(k) is not None]
+            if pts:
+                xs, ys = zip(*pts)
+                ax.plot(xs, ys, lw=1.3, label=name)
+        ax.set_xlabel(x)
+        ax.set_title(k)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def plot_case_bars(
     rows: Any,
     metric: str = "dice",
@@ -572,7 +603,7 @@ def save_run_figures(
     if history:
         hist = _read_history(history)
         keys = [k for k in ("loss", "loss_sup", "loss_cons", "loss_sfr", "dice", "lr") if any(k in r for r in hist)]
-        save(plot_curves(hist, keys or None), "curves.png")
+        save(plot_curves(hist, keys or None, x="iter" if "iter" in hist[0] else "step"), "curves.png")
     rows_list = list(getattr(rows, "rows", rows) or [])
     if rows_list and "dice" in rows_list[0]:
         save(plot_case_bars(rows_list, "dice"), "dice_per_case.png")

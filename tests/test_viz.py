@@ -123,6 +123,15 @@ def test_plot_curves_from_dicts_and_csv(tmp_path):
         viz.plot_curves(hist, ["acc"])
 
 
+def test_plot_curves_compare_one_line_per_run():
+    a = [{"iter": i, "loss": 1.0 - 0.1 * i} for i in range(5)]
+    b = [{"iter": i, "loss": 0.8 - 0.1 * i, "loss_sfr": 0.3} for i in range(5)]
+    fig = viz.plot_curves_compare({"baseline": a, "+SFR": b}, ["loss", "loss_sfr"])
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["baseline", "+SFR"]
+    np.testing.assert_allclose(fig.axes[0].lines[1].get_ydata(), [0.8 - 0.1 * i for i in range(5)])
+    assert [t.get_text() for t in fig.axes[1].get_legend().get_texts()] == ["+SFR"]
+
+
 def test_case_bars_heights_and_groups():
     rows = [{"name": f"c{i}", "dice": d} for i, d in enumerate([0.5, 0.7, 0.9])]
     fig = viz.plot_case_bars(rows, "dice")
