@@ -9,6 +9,7 @@ import torch
 
 from sfr_teach.config import get_config
 from sfr_teach.sam import build_from_config
+from sfr_teach.sam.finetune import zscore
 from sfr_teach.sam.predict import predict_volume, tile_starts
 from sfr_teach.stitching import make_layout, stitch, unstitch
 
@@ -47,7 +48,10 @@ def test_single_tile_equals_direct_mosaic_prediction(rng):
     cfg = _cfg()
     m = build_from_config(cfg, 2).eval()
     image = rng.normal(size=cfg.crop_size).astype(np.float32)  # exactly one tile
-    _, prob = predict_volume(m, image, cfg.crop_size, cfg.image_size)
+    _, prob = predict_volume(m, image, cfg.crop_size, cfg.image_size, normalize=False)
+    _, prob_z = predict_volume(m, 3 * image + 5, cfg.crop_size, cfg.image_size)  # z-scored first
+    assert np.allclose(prob_z, predict_volume(m, zscore(image), cfg.crop_size, cfg.image_size, normalize=False)[1],
+                       atol=1e-5)
     layout = make_layout(cfg.crop_size, cfg.image_size)
     with torch.no_grad():
         direct = m(stitch(torch.from_numpy(image), layout)[None, None]).softmax(1)

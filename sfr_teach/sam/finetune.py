@@ -45,6 +45,8 @@ __all__ = [
     "IGNORE_INDEX",
     "MosaicDataset",
     "as_pair",
+    "bezier_intensity",
+    "zscore",
     "dice_ce_loss",
     "warmup_poly",
     "save_trainable",
@@ -75,6 +77,33 @@ def as_pair(vol: Any) -> Tuple[str, np.ndarray, Optional[np.ndarray]]:
     return name, image, label
 
 
+def zscore(image: np.ndarray) -> np.ndarray:
+    """``(image - mean) / std`` over the whole volume (float32; a constant image becomes 0).
+
+    The LA h5 files were normalised *before* they were cropped around the atrium, so their
+    mean / std vary a lot between volumes (e.g. 1.46 / 1.62 vs 0.09 / 0.42); SAM trained on one
+    volume does not transfer without re-normalising each volume (measured: Dice 0.20 -> see
+    benchmarks/sam_classroom_la.py)."""
+    image = np.asarray(image, dtype=np.float32)
+    std = float(image.std())
+    return ((image - float(image.mean())) / (std if std > 0 else 1.0)).astype(np.float32)
+
+
+def bezier_intensity(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Random monotone-or-not Bezier curve applied to the intensities (the official SFR / Models
+    Genesis non-linear augmentation): rescale to [0, 1], map through a cubic Bezier curve with
+    end points (0, 0), (1, 1) and two random control points, rescale back to the original range."""
+    lo, hi = float(image.min()), float(image.max())
+    if hi <= lo:
+        return image
+    p = np.array([[0.0, 0.0], *rng.random((2, 2)), [1.0, 1.0]])
+    t = np.linspace(0.0, 1.0, 256)[:, None]
+    curve = (1 - t) ** 3 * p[0] + 3 * (1 - t) ** 2 * t * p[1] + 3 * (1 - t) * t**2 * p[2] + t**3 * p[3]
+    order = np.argsort(curve[:, 0])
+    x = (image - lo) / (hi - lo)
+    return (np.interp(x, curve[order, 0], curve[order, 1]) * (hi - lo) + lo).astype(np.float32)
+
+
 def _random_crop(image: np.ndarray, label: np.ndarray, crop: Sequence[int], rng: np.random.Generator):
     """Random ``crop`` of (image, label); axes shorter than the crop are padded (image 0, label 255)."""
     pads = [(0, max(0, c - n)) for n, c in zip(image.shape, crop)]
@@ -93,11 +122,14 @@ class MosaicDataset(torch.utils.data.Dataset):
     ``ds[i] -> (image (1, S, S) float32, label (S, S) int64)``; ``len(ds) = length``.
     Args: volumes (Volume-like or (image, label)); crop_size (h, w, d); image_size S;
     augment: random rot90/flip (needs h == w for 90/270 degree turns, else only 0/180);
-    seed; num_classes (labels are checked against it).
+    intensity_prob: probability of the Bezier intensity curve (:func:`bezier_intensity`, applied
+    to the crop when ``augment``; the official code uses 0.5); seed; num_classes (labels are
+    checked against it); normalize: z-score each volume first (:func:`zscore`).
     """
 
     def __init__(self, volumes: Sequence[Any], crop_size: Sequence[int], image_size: int, augment: bool = True,
-                 seed: int = 0, length: int = 10**9, num_classes: Optional[int] = None) -> None:
+                 seed: int = 0, length: int = 10**9, num_classes: Optional[int] = None,
+                 intensity_prob: float = 0.0, normalize: bool = True) -> None:
         self.items = []
         for v in volumes:
             name, image, label = as_pair(v)
@@ -106,12 +138,13 @@ class MosaicDataset(torch.utils.data.Dataset):
             if num_classes is not None and int(label.max()) >= num_classes:
                 raise ValueError(f"{name}: label value {int(label.max())} >= num_classes={num_classes}; "
                                  "set num_classes (background included) to cover every class")
-            self.items.append((name, image, label.astype(np.uint8)))
+            self.items.append((name, zscore(image) if normalize else image, label.astype(np.uint8)))
         if not self.items:
             raise ValueError("fine-tuning needs at least one labelled volume, got none")
         self.crop = tuple(int(c) for c in crop_size)
         self.layout = make_layout(self.crop, image_size)
         self.augment, self.seed, self.length = augment, int(seed), int(length)
+        self.intensity_prob = float(intensity_prob)
 
     def __len__(self) -> int:
         return self.length
@@ -125,7 +158,10 @@ class MosaicDataset(torch.utils.data.Dataset):
             if rng.random() < 0.5:
                 ax = int(rng.integers(2))
                 image, label = np.flip(image, ax), np.flip(label, ax)
-        return _random_crop(image, label, self.crop, rng)
+        image, label = _random_crop(image, label, self.crop, rng)
+        if self.augment and self.intensity_prob > 0 and rng.random() < self.intensity_prob:
+            image = bezier_intensity(image, rng)
+        return image, label
 
     def __getitem__(self, i: int) -> Tuple[torch.Tensor, torch.Tensor]:
         image, label = self.sample(np.random.default_rng([self.seed, int(i)]))
@@ -221,6 +257,8 @@ def finetune(
     progress: bool = True,
     stop_after: Optional[int] = None,
     ckpt_every: int = 50,
+    intensity_prob: float = 0.0,
+    normalize: bool = True,
 ) -> List[Dict[str, float]]:
     """Fine-tune ``segmenter`` on stitched crops of the labelled ``volumes``; returns the history.
 
@@ -230,6 +268,8 @@ def finetune(
     resume). ``resume``: continue from ``<out_dir>/sam_finetune_ckpt.pt`` when present.
     ``stop_after``: stop (with a checkpoint) after that many optimizer steps -- the schedule still
     runs to ``sam_cfg.steps``, so a later resumed call finishes the same run.
+    ``normalize``: z-score every volume first (predict with the same setting).
+    ``intensity_prob``: rate of the Bezier intensity augmentation (see :class:`MosaicDataset`).
     History rows: ``{"step", "loss", "ce", "dice", "lr", "seconds"}`` (one per optimizer step).
     The model is left in eval mode on ``device``.
     """
@@ -237,7 +277,8 @@ def finetune(
     set_trainable(segmenter, sam_cfg)
     segmenter.to(device)
     num_classes = getattr(segmenter, "num_classes", None)
-    ds = MosaicDataset(volumes, sam_cfg.crop_size, sam_cfg.image_size, sam_cfg.augment, seed, num_classes=num_classes)
+    ds = MosaicDataset(volumes, sam_cfg.crop_size, sam_cfg.image_size, sam_cfg.augment, seed, num_classes=num_classes,
+                       intensity_prob=intensity_prob, normalize=normalize)
     params = [p for p in segmenter.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=sam_cfg.lr, weight_decay=sam_cfg.weight_decay)
     total = int(sam_cfg.steps)

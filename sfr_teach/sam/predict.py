@@ -5,6 +5,7 @@ same geometry (same grid, same cell size, same scale):
 
 * along each axis the tiles start at ``0, stride, 2*stride, ...`` and a last tile is flush with
   the far edge (``stride = ceil(crop / 2)`` by default, i.e. half-overlapping tiles);
+* the volume is z-scored first (``normalize=True``, as in fine-tuning);
 * an axis shorter than the crop is padded (image value 0 -- the mean of a z-scored volume)
   and the padding is cut off again;
 * each tile is stitched (:func:`sfr_teach.stitching.stitch`), predicted, its softmax
@@ -21,6 +22,7 @@ import torch
 from torch import nn
 
 from ..stitching import make_layout, stitch, unstitch
+from .finetune import zscore
 
 __all__ = ["tile_starts", "predict_mosaics", "predict_volume"]
 
@@ -50,6 +52,7 @@ def predict_volume(
     device: str | torch.device = "cpu",
     batch_size: int = 2,
     stride: Optional[Sequence[int]] = None,
+    normalize: bool = True,
 ) -> Tuple[np.ndarray, np.ndarray]:
     """``image (H, W, D)`` -> ``(label uint8 (H, W, D), prob float32 (C, H, W, D))``.
 
@@ -60,6 +63,8 @@ def predict_volume(
     image = np.asarray(image, dtype=np.float32)
     if image.ndim != 3:
         raise ValueError(f"predict_volume expects an image shaped (H, W, D), got {image.shape}")
+    if normalize:
+        image = zscore(image)
     crop = tuple(int(c) for c in crop_size)
     stride = tuple(int(s) for s in stride) if stride is not None else tuple(max(1, math.ceil(c / 2)) for c in crop)
     pad = [max(0, c - n) for n, c in zip(image.shape, crop)]

@@ -105,6 +105,7 @@ def generate_pseudo_labels(
     device: str = "cpu",
     conf_mode: str = "mean_max",
     progress: bool = True,
+    normalize: bool = True,
 ) -> List[PseudoLabel]:
     """Predict every volume (:func:`~sfr_teach.sam.predict.predict_volume` with the fine-tuning
     geometry of ``sam_cfg``) and return one :class:`PseudoLabel` each; saved when ``out_dir``."""
@@ -116,7 +117,7 @@ def generate_pseudo_labels(
         name, image, truth = as_pair(vol)
         name = name if not isinstance(vol, (tuple, list)) else f"volume_{i:03d}"
         label, prob = predict_volume(segmenter, image, sam_cfg.crop_size, sam_cfg.image_size, device,
-                                     sam_cfg.predict_batch_size)
+                                     sam_cfg.predict_batch_size, normalize=normalize)
         num_classes = prob.shape[0]
         pl = PseudoLabel(name, label, prob, confidence(prob, conf_mode), float((label > 0).mean()),
                          dice_score(label, truth, num_classes) if truth is not None else None)

@@ -1,0 +1,96 @@
+"""Seconds per SAM fine-tuning step and peak memory, on CPU and (when present) CUDA.
+
+Models: tiny at the smoke and classroom sizes (``get_config(...).sam``) and ViT-B (random
+weights -- the architecture and cost of the official model -- LoRA r=4, 1024 input, batch 2).
+One step = forward + Dice/CE loss + backward + AdamW on a stitched batch. Peak memory: CUDA's
+``max_memory_allocated``; on CPU the growth of the process's max RSS during the runs.
+
+    python benchmarks/bench_sam.py            # all models, CPU (+ CUDA)
+    python benchmarks/bench_sam.py --quick    # tiny models only, 2 timed steps, CPU
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import platform
+import resource
+import time
+
+import torch
+
+from sfr_teach.config import get_config
+from sfr_teach.sam import build_from_config
+from sfr_teach.sam.finetune import IGNORE_INDEX, dice_ce_loss
+from sfr_teach.sam.lora import count_parameters, set_trainable
+
+
+def _cases(quick: bool):
+    smoke = get_config("smoke").sam
+    classroom = get_config("classroom").sam
+    yield "tiny smoke (256, full)", smoke
+    yield "tiny classroom (448, full, patch 8)", classroom
+    yield "tiny classroom (448, full, patch 16)", dataclasses.replace(classroom, tiny_patch_size=16, tiny_window_size=7)
+    if not quick:
+        yield "vit_b random (1024, LoRA r=4)", dataclasses.replace(get_config("paper").sam, checkpoint=None)
+
+
+def bench(cfg, device: torch.device, steps: int, warmup: int = 1) -> dict:
+    model = set_trainable(build_from_config(cfg, 2), cfg).to(device).train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
+    s, b = cfg.image_size, cfg.batch_size
+    x = torch.randn(b, 1, s, s, device=device)
+    y = torch.randint(0, 2, (b, s, s), device=device)
+    y[:, :8] = IGNORE_INDEX
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    times = []
+    for i in range(warmup + steps):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t = time.perf_counter()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            logits = model(x)
+        loss, _ = dice_ce_loss(logits, y, cfg.ce_weight)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if i >= warmup:
+            times.append(time.perf_counter() - t)
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device) / 2**20
+    else:
+        peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024  # KiB -> MiB (Linux)
+    c = count_parameters(model)
+    return {"s_per_step": sum(times) / len(times), "peak_mib": peak, "trainable": c["trainable"], "total": c["total"]}
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="tiny models only, 2 timed steps, CPU only")
+    ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    steps = args.steps or (2 if args.quick else 5)
+    devices = [torch.device("cpu")]
+    if torch.cuda.is_available() and not args.quick:
+        devices.append(torch.device("cuda"))
+    print(f"CPU: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads; "
+          f"torch {torch.__version__}")
+    if torch.cuda.is_available():
+        print(f"CUDA: {torch.cuda.get_device_name(0)}")
+    print(f"{'model':40s} {'device':6s} {'batch':>5s} {'s/step':>8s} {'peak MiB':>9s} {'trainable':>12s} {'total':>12s}")
+    for name, cfg in _cases(args.quick):
+        for dev in devices:
+            n = steps if not (dev.type == "cpu" and cfg.model_type != "tiny") else max(1, steps // 3)
+            r = bench(cfg, dev, n)
+            print(f"{name:40s} {dev.type:6s} {cfg.batch_size:5d} {r['s_per_step']:8.3f} {r['peak_mib']:9.0f} "
+                  f"{r['trainable']:12,d} {r['total']:12,d}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""Classroom SAM on real LA: fine-tune on ONE labelled volume, pseudo-label 16 others, print Dice.
+
+Reproduces the stage-2 number of the classroom preset (2 CPU cores, a few minutes):
+
+* data: real LA h5 files, every volume downsampled by 2 (image: 2x2x2 block mean; label:
+  strided, every 2nd voxel); the labelled volume is the first name of ``train.list``, the
+  evaluated ones the last ``--n-eval`` names (the classroom validation split);
+* model: ``get_config("classroom").sam`` (offline tiny SAM, 448 input, 56x56x40 crops in a 7x7
+  grid) with any ``--set sam.key=value`` overrides;
+* output: one row per volume (Dice vs ground truth, mean-max confidence, foreground fraction)
+  and mean +- std. Dice here is for teaching only: SFR never sees these labels.
+
+    python benchmarks/sam_classroom_la.py                       # classroom defaults
+    python benchmarks/sam_classroom_la.py --set sam.lr=3e-4 --set sam.steps=300
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from sfr_teach.config import get_config
+from sfr_teach.sam import build_from_config
+from sfr_teach.sam.finetune import finetune
+from sfr_teach.sam.lora import count_parameters
+from sfr_teach.sam.pseudo import generate_pseudo_labels
+
+
+class _Vol:
+    def __init__(self, name, image, label):
+        self.name, self.image, self.label, self.spacing = name, image, label, (1.25, 1.25, 1.25)
+
+
+def load_half(la_dir: Path, name: str, factor: int = 2) -> _Vol:
+    """One LA volume, image block-mean / label strided by ``factor`` (shapes cut to multiples)."""
+    with h5py.File(la_dir / "2018LA_Seg_Training Set" / name / "mri_norm2.h5") as f:
+        image, label = f["image"][:], f["label"][:]
+    h, w, d = (n // factor * factor for n in image.shape)
+    img = image[:h, :w, :d].reshape(h // factor, factor, w // factor, factor, d // factor, factor).mean((1, 3, 5))
+    return _Vol(name, img.astype(np.float32), label[:h:factor, :w:factor, :d:factor].astype(np.uint8))
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--la-dir", default=os.environ.get("SFR_LA_DIR", "/work/shared/data/LA"))
+    ap.add_argument("--n-eval", type=int, default=16)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default="runs/sam_classroom_la")
+    ap.add_argument("--intensity-prob", type=float, default=0.0, help="Bezier intensity augmentation rate")
+    ap.add_argument("--set", action="append", default=[], metavar="sam.key=value", help="config override")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    overrides = dict(kv.split("=", 1) for kv in args.set)
+    cfg = get_config("classroom", overrides).sam
+    la = Path(args.la_dir)
+    names = (la / "train.list").read_text().split()
+    train = [load_half(la, names[0])]
+    evals = [load_half(la, n) for n in names[-args.n_eval:]]
+    model = build_from_config(cfg, 2, seed=args.seed)
+    t0 = time.time()
+    hist = finetune(model, train, cfg, Path(args.out) / "finetune", seed=args.seed, resume=False,
+                    intensity_prob=args.intensity_prob)
+    t_ft = time.time() - t0
+    t0 = time.time()
+    pls = generate_pseudo_labels(model, evals, cfg, None)
+    t_pl = time.time() - t0
+    dice = np.array([p.dice for p in pls])
+    print(f"\ntiny SAM ({cfg.finetune}, {cfg.image_size}px, crop {cfg.crop_size}), 1 labelled LA volume "
+          f"({names[0]}), {cfg.steps} steps in {t_ft:.0f}s; params {count_parameters(model)['trainable']:,} trainable")
+    print(f"{'volume':24s} {'dice':>6s} {'conf':>7s} {'fg%':>6s}")
+    for p in pls:
+        print(f"{p.name:24s} {p.dice:6.3f} {p.confidence:7.4f} {100 * p.foreground_fraction:6.2f}")
+    print(f"{'mean +- std':24s} {dice.mean():.3f} +- {dice.std():.3f}   (pseudo-labels in {t_pl:.0f}s)")
+    print(f"loss first10 {np.mean([h['loss'] for h in hist[:10]]):.3f} last10 {np.mean([h['loss'] for h in hist[-10:]]):.3f}")
+    res = {"overrides": overrides, "intensity_prob": args.intensity_prob, "mean_dice": float(dice.mean()), "std_dice": float(dice.std()),
+           "dice": dice.tolist(), "confidence": [p.confidence for p in pls], "finetune_s": t_ft, "predict_s": t_pl}
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    with open(Path(args.out) / "results.jsonl", "a") as f:
+        f.write(json.dumps(res) + "\n")
+    return res
+
+
+if __name__ == "__main__":
+    main()
