@@ -41,7 +41,7 @@ def _literal(value: str) -> Any:
 
 
 def fold_parameters(path: Path, params: Dict[str, Any]) -> None:
-    """Drop papermill's injected cell and write the used values into the ``parameters`` cell."""
+    """Drop papermill's injected cell and widget outputs; write the used values into the ``parameters`` cell."""
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
@@ -56,15 +56,24 @@ def fold_parameters(path: Path, params: Dict[str, Any]) -> None:
                     lines[i] = f"{name} = {params[name]!r}" + (f"  #{comment}" if comment else "")
             cell.source = "\n".join(lines)
     nb.metadata.pop("papermill", None)
+    widget = "application/vnd.jupyter.widget-view+json"
     for cell in nb.cells:
+        if cell.cell_type == "code":  # widget views (progress bars, the slice viewer) need a live kernel: drop them
+            cell.outputs = [o for o in cell.get("outputs", []) if widget not in o.get("data", {})]
         cell.metadata.pop("papermill", None)
-        cell.metadata.get("execution", {}).clear() if "execution" in cell.metadata else None
         cell.metadata.pop("execution", None)
     nbformat.write(nb, path)
 
 
 def run(path: Path, params: Dict[str, Any], kernel: str = "python3", output: Optional[Path] = None) -> float:
+    """Execute one notebook (in place unless ``output``); progress bars are off in the saved outputs."""
+    import os
+
     import papermill as pm
+
+    # tqdm reads TQDM_* in the kernel: fewer progress-bar widgets (calls that pass disable= explicitly
+    # still make them; fold_parameters drops what is left)
+    os.environ["TQDM_DISABLE"] = "1"
 
     t = time.time()
     out = output or path
