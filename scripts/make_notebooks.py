@@ -100,9 +100,13 @@ def header(num: str, slug: str, title: str, intro: str) -> List[Cell]:
     ]
 
 
-def exercise(title: str, task: str, stub: str, checker: str, solution: str, key: str) -> List[Cell]:
-    """Exercise: task text, a stub the student edits + the checker, the hidden solution (checked and recorded)."""
-    fn = stub.split("def ", 1)[1].split("(", 1)[0]
+def exercise(title: str, task: str, signature: str, checker: str, solution: str, key: str) -> List[Cell]:
+    """Exercise: task text, a stub ``def <signature>`` the student edits + the checker, the hidden solution.
+
+    The solution cell runs the same checker and records whether it passes under ``key``.
+    """
+    fn = signature.split("(", 1)[0]
+    stub = f"def {signature}:\n    # your code here\n    raise NotImplementedError"
     return [
         md(f"### Exercise: {title}\n\n{task.strip()}\n\nRun the checker; it says which case fails, with the expected and the actual value."),
         code(f"from sfr_teach.exercises import {checker}\n\n{stub.strip()}\n\n\n{checker}({fn});"),
@@ -152,11 +156,7 @@ viz.plot_case_bars(rows, "foreground %", group_key="role", title="foreground sha
 ] + exercise(
     "the foreground fraction",
     "Write `foreground_fraction(label)` returning the share of voxels (0..1) whose label is not background (> 0).",
-    '''
-def foreground_fraction(label):
-    # your code here
-    raise NotImplementedError
-''',
+    "foreground_fraction(label)",
     "check_foreground_fraction",
     '''
 def foreground_fraction(label):
@@ -249,11 +249,7 @@ record("strategy_roundtrip_dice", {r["name"]: float(r["label round-trip Dice"]) 
     "stitch a volume",
     "Write `my_stitch(volume)` that turns an `(H, W, D)` volume into the `(d*H, d*W)` mosaic, `d = ceil(sqrt(D))`: "
     "slice `k` in row `k // d`, column `k % d`, empty cells zero (no padding to SAM's size).",
-    '''
-def my_stitch(volume):
-    # your code here
-    raise NotImplementedError
-''',
+    "my_stitch(volume)",
     "check_stitch",
     '''
 import math
@@ -271,11 +267,7 @@ def my_stitch(volume):
 ) + exercise(
     "unstitch a mosaic",
     "Write `my_unstitch(mosaic, depth)`, the inverse: from the `(d*H, d*W)` mosaic back to the `(H, W, depth)` volume.",
-    '''
-def my_unstitch(mosaic, depth):
-    # your code here
-    raise NotImplementedError
-''',
+    "my_unstitch(mosaic, depth)",
     "check_unstitch",
     '''
 import math
@@ -380,11 +372,7 @@ viz.overlay(mosaic, gt, pred, title="SAM on a stitched crop (training volume)");
 ] + exercise(
     "count LoRA parameters",
     "Write `lora_params(d_in, d_out, rank)`: how many parameters LoRA of rank `rank` adds to one `Linear(d_in, d_out)`.",
-    """
-def lora_params(d_in, d_out, rank):
-    # your code here
-    raise NotImplementedError
-""",
+    "lora_params(d_in, d_out, rank)",
     "check_lora_params",
     """
 def lora_params(d_in, d_out, rank):
@@ -438,11 +426,7 @@ viz.plot_case_bars(rows, "Dice", title="pseudo-label Dice per unlabelled volume"
     "the confidence of a volume",
     "Write `confidence(prob)` for class probabilities `prob` of shape `(C, H, W, D)`: the mean over voxels of the "
     "largest class probability.",
-    """
-def confidence(prob):
-    # your code here
-    raise NotImplementedError
-""",
+    "confidence(prob)",
     "check_confidence",
     """
 def confidence(prob):
@@ -523,11 +507,7 @@ viz.plot_volume_overlays(v.image, v.label, p.label, slices=4, pred_name="SAM pse
 ] + retrain_cells("self_training", "Self-training") + exercise(
     "the Dice score",
     "Write `dice(pred, gt)` for two binary 3D masks: `2 |P ∩ G| / (|P| + |G|)`.",
-    """
-def dice(pred, gt):
-    # your code here
-    raise NotImplementedError
-""",
+    "dice(pred, gt)",
     "check_dice",
     """
 def dice(pred, gt):
@@ -560,11 +540,7 @@ viz.plot_curves({"iter": its, "EMA factor a": [ema.alpha(i) for i in its],
     "the EMA update",
     "Write `ema_update(teacher, student, alpha, step)` that updates the teacher's parameters **in place**: "
     "`a = min(1 - 1/(step + 1), alpha)`, then `teacher = a * teacher + (1 - a) * student`.",
-    """
-def ema_update(teacher, student, alpha, step):
-    # your code here
-    raise NotImplementedError
-""",
+    "ema_update(teacher, student, alpha, step)",
     "check_ema_update",
     """
 def ema_update(teacher, student, alpha, step):
@@ -576,11 +552,7 @@ def ema_update(teacher, student, alpha, step):
 ) + exercise(
     "the sigmoid ramp-up",
     "Write `sigmoid_rampup(current, length)`: `exp(-5 (1 - t/L)^2)` with `t = current` clipped to `[0, L]`, and 1.0 when `L == 0`.",
-    """
-def sigmoid_rampup(current, length):
-    # your code here
-    raise NotImplementedError
-""",
+    "sigmoid_rampup(current, length)",
     "check_sigmoid_rampup",
     """
 import math
@@ -621,11 +593,7 @@ viz.show_slices(unc, [int(s) for s in np.linspace(0, pd - 1, 4)], cmap="magma", 
 ] + exercise(
     "the entropy of a prediction",
     "Write `entropy(prob)` for probabilities `prob` of shape `(C, ...)`: `-sum_c p log p` per voxel, natural log.",
-    """
-def entropy(prob):
-    # your code here
-    raise NotImplementedError
-""",
+    "entropy(prob)",
     "check_entropy",
     """
 def entropy(prob):
@@ -660,11 +628,7 @@ viz.show_slices(np.stack([h[:, :, k], (h >= 0.75)[:, :, k], (h >= 0.95)[:, :, k]
 ] + exercise(
     "the ambiguity mask",
     "Write `ambiguous_mask(prob, tau)`: for `prob` of shape `(C, ...)`, True where the entropy divided by `ln C` is >= `tau`.",
-    """
-def ambiguous_mask(prob, tau):
-    # your code here
-    raise NotImplementedError
-""",
+    "ambiguous_mask(prob, tau)",
     "check_ambiguous_mask",
     """
 import math
@@ -711,11 +675,7 @@ viz.show_slices(np.concatenate([patch[0, 0].numpy()[:, :, k], shuffled[:, :, k]]
 ] + retrain_cells("magicnet", "MagicNet") + exercise(
     "cut a volume into cubes",
     "Write `cube_partition(volume, n)`: `(H, W, D)` -> `(n**3, H/n, W/n, D/n)`, cube `(i, j, k)` at index `i*n*n + j*n + k`.",
-    """
-def cube_partition(volume, n):
-    # your code here
-    raise NotImplementedError
-""",
+    "cube_partition(volume, n)",
     "check_cube_partition",
     """
 def cube_partition(volume, n):
@@ -793,11 +753,7 @@ viz.plot_case_bars(rows, "dice", group_key="variant", title="Mean Teacher: SFR v
     "split by confidence",
     "Write `split_by_tau(confidences, tau)` for a dict `{name: confidence}`: return `(high, low)`, two lists of names; "
     "high means confidence >= tau.",
-    """
-def split_by_tau(confidences, tau):
-    # your code here
-    raise NotImplementedError
-""",
+    "split_by_tau(confidences, tau)",
     "check_tau_selection",
     """
 def split_by_tau(confidences, tau):
@@ -890,11 +846,7 @@ record("session_runs", len(session), record_path);
     "mean and standard deviation",
     "Write `mean_std(values)` returning `(mean, std)` as the tables report them: the population standard deviation "
     "(divide by N).",
-    """
-def mean_std(values):
-    # your code here
-    raise NotImplementedError
-""",
+    "mean_std(values)",
     "check_mean_std",
     """
 def mean_std(values):
