@@ -153,7 +153,8 @@ def sliding_window_predict(
 # --------------------------------------------------------------------------- metrics table
 
 
-def _json_value(v: Any) -> Any:
+def json_safe(v: Any) -> Any:
+    """Plain-JSON version of a metrics value (NaN -> null; numpy scalars -> Python)."""
     if isinstance(v, (np.bool_, bool)):
         return bool(v)
     if isinstance(v, (np.integer,)):
@@ -161,9 +162,9 @@ def _json_value(v: Any) -> Any:
     if isinstance(v, (float, np.floating)):
         return None if math.isnan(v) else float(v)  # JSON has no NaN: null, the flags say why
     if isinstance(v, dict):
-        return {k: _json_value(x) for k, x in v.items()}
+        return {k: json_safe(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
-        return [_json_value(x) for x in v]
+        return [json_safe(x) for x in v]
     return v
 
 
@@ -207,7 +208,7 @@ class MetricsTable:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         doc = {"info": self.info, "summary": self.summary, "cases": self.rows}
-        path.write_text(json.dumps(_json_value(doc), indent=2))
+        path.write_text(json.dumps(json_safe(doc), indent=2))
         return path
 
     def to_dataframe(self):

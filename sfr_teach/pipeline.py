@@ -131,13 +131,11 @@ def sam_provenance(cfg: Config) -> str:
 
 
 def build_segmenter(cfg: Config, num_classes: int) -> torch.nn.Module:
-    """SAM for ``num_classes`` masks, with LoRA when ``cfg.sam.finetune == 'lora'``."""
-    from .sam import apply_lora, build_from_config
+    """SAM for ``num_classes`` masks, made trainable as ``cfg.sam.finetune`` says (LoRA or full)."""
+    from .sam.build import build_from_config
+    from .sam.lora import set_trainable
 
-    seg = build_from_config(cfg.sam, num_classes)
-    if cfg.sam.finetune == "lora":
-        seg = apply_lora(seg, rank=cfg.sam.lora_rank, alpha=cfg.sam.lora_alpha, dropout=cfg.sam.lora_dropout)
-    return seg
+    return set_trainable(build_from_config(cfg.sam, num_classes, seed=cfg.seed), cfg.sam)
 
 
 def _stage_dir(cfg: Config, name: str) -> Path:
@@ -149,7 +147,7 @@ def _stage_dir(cfg: Config, name: str) -> Path:
 
 def run_finetune(cfg: Config, data: DataBundle, out_dir: Optional[Path] = None, device=None) -> torch.nn.Module:
     """Fine-tune SAM on the stitched labelled volumes (or load the finished fine-tuning)."""
-    from .sam import finetune, load_trainable
+    from .sam.finetune import finetune, load_trainable, save_trainable
 
     device = device or resolve_device(cfg.device)
     sam_dir = Path(out_dir) if out_dir is not None else _stage_dir(cfg, "sam")
@@ -161,15 +159,13 @@ def run_finetune(cfg: Config, data: DataBundle, out_dir: Optional[Path] = None, 
         return seg.eval()
     sam_dir.mkdir(parents=True, exist_ok=True)
     finetune(seg, data.labeled, cfg.sam, out_dir=sam_dir, device=device, seed=cfg.seed, resume=True)
-    from .sam import save_trainable
-
     save_trainable(seg, final)
     return seg.eval()
 
 
 def run_pseudo_labels(cfg: Config, segmenter, data: DataBundle, out_dir: Optional[Path] = None, device=None) -> list:
     """Pseudo-labels (+ voxel probabilities, confidence) for every unlabelled volume; reused when present."""
-    from .sam import generate_pseudo_labels, load_pseudo_labels
+    from .sam.pseudo import generate_pseudo_labels, load_pseudo_labels
 
     device = device or resolve_device(cfg.device)
     pl_dir = Path(out_dir) if out_dir is not None else _stage_dir(cfg, "pseudo_labels")
@@ -190,36 +186,25 @@ def run_sfr_plus(cfg: Config, segmenter, data: DataBundle, pseudo_labels: list, 
     unlabelled volume, the first-round pseudo-label for high-confidence volumes and the
     re-fine-tuned SAM's prediction for the low-confidence ones.
     """
-    from .sam import sfr_plus_round, split_by_confidence
+    from .sam.pseudo import sfr_plus_round
 
     device = device or resolve_device(cfg.device)
     plus_dir = Path(cfg.out_dir) / "sfr_plus"
     plus_dir.mkdir(parents=True, exist_ok=True)
-    high, low = split_by_confidence(pseudo_labels, cfg.sam.tau)
-    result = {"tau": cfg.sam.tau, "high": [p.name for p in high], "low": [p.name for p in low]}
+    plus = sfr_plus_round(segmenter, data.labeled, pseudo_labels, cfg.sam, data.unlabeled,
+                          out_dir=plus_dir, device=device, seed=cfg.seed)
+    result = {"tau": cfg.sam.tau, "high": [p.name for p in plus["high"]], "low": [p.name for p in plus["low"]]}
     (plus_dir / "selection.json").write_text(json.dumps(result, indent=2))
-    if not high:
+    if not plus["high"]:
         log.warning("SFR+: no volume reaches confidence %.3f; SFR+ falls back to SFR", cfg.sam.tau)
-        return {**result, "pseudo_labels": pseudo_labels}
-    by_name = {v.name: v for v in data.unlabeled}
-    new_low = sfr_plus_round(
-        segmenter,
-        data.labeled,
-        high,
-        [by_name[p.name] for p in low],
-        cfg.sam,
-        out_dir=plus_dir,
-        device=device,
-        seed=cfg.seed,
-    )
-    merged = {p.name: p for p in high}
-    merged.update({p.name: p for p in new_low})
+    merged = {p.name: p for p in pseudo_labels}
+    merged.update({p.name: p for p in plus["pseudo_labels"]})
     return {**result, "pseudo_labels": [merged[v.name] for v in data.unlabeled]}
 
 
 def online_pseudo_label_fn(cfg: Config, segmenter, device=None) -> Callable[[torch.Tensor], torch.Tensor]:
     """The official code's online mode: SAM predicts each unlabelled training crop, every iteration."""
-    from .sam import predict_volume
+    from .sam.predict import predict_volume
 
     device = device or resolve_device(cfg.device)
 
@@ -272,7 +257,8 @@ def run_evaluate(cfg: Config, model, data: DataBundle, out_dir: Optional[Path] =
 
     device = device or resolve_device(cfg.device)
     out = Path(out_dir) if out_dir is not None else Path(cfg.out_dir)
-    table = evaluate_model(model, data.test, cfg.eval, data.num_classes, device=device, out_dir=out)
+    table = evaluate_model(model, data.test, cfg.eval, data.num_classes, device=device, out_dir=out,
+                           save_predictions=True)
     table.to_csv(out / "metrics.csv")
     return table
 
@@ -338,8 +324,10 @@ def run_pipeline(cfg: Config, sfr_plus: bool = False) -> Dict[str, Any]:
         "pseudo_label_quality": pl_summary,
         "timings": timings,
     }
+    from .evaluate import json_safe
+
     (out / "metrics.json").write_text(
-        json.dumps({"summary": summary, "cases": table.rows}, indent=2, default=_json_default)
+        json.dumps(json_safe({"summary": summary, "cases": table.rows}), indent=2, default=_json_default)
     )
     _write_figures(out, result, table, pseudo, data)
     return {"summary": summary, "table": table, "model": result.model, "pseudo_labels": pseudo, "data": data}
