@@ -42,8 +42,9 @@ def to_cubes(x: torch.Tensor, n: int) -> torch.Tensor:
     b, c, h, w, d = x.shape
     if h % n or w % n or d % n:
         raise ValueError(
-            f"sfr_teach/ssl/magicnet.py: crop {(h, w, d)} is not divisible into {n}^3 cubes; "
-            f"use retrain.patch_size divisible by 16*{n} (e.g. {(16 * n * 2,) * 3}) or change retrain.magicnet_cube"
+            f"sfr_teach/ssl/magicnet.py: crop {(h, w, d)} is not divisible into {n}^3 cubes; set "
+            f"retrain.magicnet_cube to a divisor of every side (2 for 112x112x80 LA crops) or "
+            f"retrain.patch_size to multiples of {16 * n} (the MagicNet paper: 96x96x96 with 3^3 cubes)"
         )
     x = x.reshape(b, c, n, h // n, n, w // n, n, d // n)
     return x.permute(0, 2, 4, 6, 1, 3, 5, 7).reshape(b, n**3, c, h // n, w // n, d // n)

@@ -189,11 +189,14 @@ def train(
     pseudo_label_fn: Optional[PseudoFn] = None,
     stop_at: Optional[int] = None,
     transform: Optional[Callable[[dict], dict]] = None,
+    channels_last: bool = True,
 ) -> TrainResult:
     """Train a V-Net with ``method_name`` (see the module docstring). ``cfg`` is a RetrainConfig.
 
     stop_at: stop after this many iterations (the schedules still follow ``cfg.steps``; a later call
     with ``resume=True`` continues). transform: replaces the crop/augmentation of each sample dict.
+    channels_last: keep weights and batches in ``torch.channels_last_3d`` memory format (about 2x
+    faster 3D convolutions on CPU; values are unchanged).
     Returns :class:`TrainResult` (model in eval mode, the logged rows, the method, out_dir).
     """
     dev = torch.device(device)
@@ -216,6 +219,8 @@ def train(
         )
     _seed_all(seed)
     student = build_net("vnet", n_classes=num_classes, n_filters=cfg.n_filters, has_dropout=cfg.dropout).to(dev)
+    fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
+    student = student.to(memory_format=fmt)
     method = build_method(method_name, student, cfg, num_classes)
     method.need_unlabeled_logits = sfr
     bu = cfg.batch_size - bl if (method.uses_unlabeled or sfr) else 0
@@ -248,18 +253,17 @@ def train(
         for g in optimizer.param_groups:
             g["lr"] = lr
         batch = {k: v.to(dev, non_blocking=True) for k, v in batcher.batch(it).items()}
+        batch["image"] = batch["image"].contiguous(memory_format=fmt)
+        if sfr:  # the pseudo-labeller runs outside autocast (it may be a whole SAM)
+            pseudo = _online_pseudo(pseudo_label_fn, batch["image"][bl:]) if online else batch["pseudo"]
+        extra: Dict[str, float] = {}
         with autocast:
             res = method.step(batch, it)
             loss = res.loss
-            row: Dict[str, float] = {"iter": it, "lr": lr}
             if sfr:
-                if online:
-                    pseudo = _online_pseudo(pseudo_label_fn, batch["image"][bl:])
-                else:
-                    pseudo = batch["pseudo"]
                 loss_sfr, raw, w = sfr_term(res.unlabeled_logits, pseudo, it)
                 loss = loss + loss_sfr
-                row.update(loss_sfr=raw, w_sfr=w)
+                extra = {"loss_sfr": raw, "w_sfr": w}
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 _where(f"loss became {float(loss)} at iteration {it}; lower retrain.lr or check the inputs")
@@ -268,7 +272,7 @@ def train(
         loss.backward()
         optimizer.step()
         method.after_step(it)
-        row = {"iter": it, "lr": lr, "loss": float(loss.detach()), **res.logs, **row}
+        row = {"iter": it, "lr": lr, "loss": float(loss.detach()), **res.logs, **extra}
         row["time_s"] = round(time.time() - t0, 3)
         if it % cfg.log_every == 0 or it == end - 1:
             log.write(row)
