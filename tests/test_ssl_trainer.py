@@ -118,3 +118,20 @@ def test_bad_inputs_give_clear_errors(vols):
         train("fixmatch", vols[:1], [img], tiny_cfg(1), 3, progress=False)
     with pytest.raises(ValueError, match="divisible by 16"):
         train("supervised", vols[:1], [], tiny_cfg(1, **{"retrain.patch_size": (32, 32, 24)}), 3, progress=False)
+
+
+def test_prepare_samples_never_uses_an_unlabelled_volumes_own_label(vols):
+    pseudo = np.zeros(vols[2].shape, np.uint8)
+    lab, unl = prepare_samples([vols[0]], [vols[1], (vols[2], pseudo), vols[1].image], 3)
+    assert set(lab[0]) == {"image", "label"} and lab[0]["label"].shape == (1, *vols[0].shape)
+    assert [set(u) for u in unl] == [{"image"}, {"image", "pseudo"}, {"image"}]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("method", ALL)
+def test_trains_on_cuda_with_bf16_autocast(method, vols):
+    unl = [(v.image, v.label) for v in vols[1:]]
+    res = train(method, vols[:1], unl, tiny_cfg(3, **{"retrain.sfr": True}), 3, device="cuda", progress=False)
+    assert next(res.model.parameters()).is_cuda
+    assert all(np.isfinite(h["loss"]) and np.isfinite(h["loss_sfr"]) for h in res.history)
