@@ -39,7 +39,7 @@ def code(src: str, *tags: str) -> Cell:
 
 
 INSTALL = f'''
-# Colab only: install sfr-teach from the repository (nothing happens anywhere else)
+# Colab only: install sfr-teach from the repository
 try:
     import google.colab  # noqa: F401
     IN_COLAB = True
@@ -53,20 +53,22 @@ DEVICE = '''
 import torch
 from sfr_teach.config import resolve_device
 
-device = resolve_device("auto")  # the GPU when there is one (Colab: Runtime > Change runtime type)
-print("device:", torch.cuda.get_device_name(0) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)")
+# the GPU when there is one (Colab: Runtime > Change runtime type)
+device = resolve_device("auto")
+name = torch.cuda.get_device_name(0) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+print("device:", name)
 '''
 
 PARAMS = '''
-# Parameters (papermill overrides these; edit them to run a bigger experiment)
-preset = "smoke"  # smoke (synthetic phantoms, seconds) | classroom (real LA, CPU minutes) | paper (GPU)
-data_dir = None  # LA root for classroom / paper (default: $SFR_LA_DIR or data/LA)
+# Parameters: edit them to run a bigger experiment (papermill overrides them)
+preset = "smoke"  # smoke | classroom (real LA, CPU) | paper (GPU)
+data_dir = None  # LA root (default: $SFR_LA_DIR or data/LA)
 seed = 1337
-sam_steps = None  # SAM fine-tuning budget (None: the preset's)
-retrain_steps = None  # V-Net re-training budget (None: the preset's)
-labeled = None  # number of labelled volumes (None: the preset's)
-cache_dir = "../runs/notebooks"  # results shared by lessons 03-10: SAM is fine-tuned once
-record_path = None  # JSON file where the lesson records its key numbers (used by the tests)
+sam_steps = None  # SAM fine-tuning steps (None: preset)
+retrain_steps = None  # V-Net steps (None: preset)
+labeled = None  # labelled volumes (None: preset)
+cache_dir = "../runs/notebooks"  # shared results: SAM trains once
+record_path = None  # JSON of key numbers (for the tests)
 '''
 
 SETUP = '''
@@ -89,14 +91,14 @@ print(f"split: {len(data.labeled)} labelled, {len(data.unlabeled)} unlabelled, {
 '''
 
 
-def header(num: str, slug: str, title: str, intro: str) -> List[Cell]:
+def header(num: str, slug: str, title: str, intro: str, extra_params: str = "") -> List[Cell]:
     badge = f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({COLAB}/{num}_{slug}.ipynb)"
     return [
         md(f"# {int(num)}. {title}\n\n{badge}\n\n{intro.strip()}"),
-        code(INSTALL),
-        code(DEVICE),
-        code(PARAMS, "parameters"),
-        code(SETUP),
+        code(INSTALL, "hide-cell"),
+        code(DEVICE, "hide-input"),
+        code(PARAMS + extra_params, "parameters"),
+        code(SETUP, "hide-input"),
     ]
 
 
@@ -689,7 +691,7 @@ def cube_partition(volume, n):
 L10 = header("10", "sfr_plus", "SFR+: trust the confident pseudo-labels more", """
 SFR+ splits the unlabelled volumes by SAM's confidence. Volumes with confidence >= tau (0.985 in the paper)
 are **high-confidence**: their pseudo-labels join the labelled volumes in SAM's fine-tuning set, and SAM
-is fine-tuned again (`sfr_teach.sam.pseudo.sfr_plus_round`) -- more (pseudo-)labelled data for SAM. The re-fine-tuned SAM then predicts the
+is fine-tuned again (`pipeline.run_sfr_plus`) -- more (pseudo-)labelled data for SAM. The re-fine-tuned SAM then predicts the
 **low-confidence** volumes again, and re-training uses the improved pseudo-labels.
 """) + [SAM_STAGE,
     md("## Choosing the high-confidence volumes\n\nThe paper's `tau = 0.985` assumes a pretrained SAM. A small SAM "
@@ -708,20 +710,16 @@ viz.plot_dice_vs_confidence(list(conf.values()), [p.dice for p in pseudo], tau, 
 import copy
 from pathlib import Path
 
-from sfr_teach.sam.pseudo import sfr_plus_round
-
-sam_cfg = copy.deepcopy(cfg.sam)
-sam_cfg.tau = tau
-plus_dir = Path(cfg.out_dir) / f"sfr_plus_tau{tau:.4f}"  # cached: a re-run reuses the second fine-tuning
+c = copy.deepcopy(cfg)
+c.out_dir = str(Path(cfg.out_dir) / f"sfr_plus_tau{tau:.4f}")  # cached per tau: a re-run reuses the second fine-tuning
 # high-confidence volumes join the labelled set, SAM is fine-tuned again, the low-confidence ones are re-predicted
-plus = sfr_plus_round(seg, data.labeled, pseudo, sam_cfg, data.unlabeled, out_dir=plus_dir, device=device, seed=cfg.seed)
-merged = {p.name: p for p in plus["high"]}
-merged.update({p.name: p for p in plus["pseudo_labels"]})
-plus_pseudo = [merged[v.name] for v in data.unlabeled]
-print("high-confidence (join SAM's training set):", [p.name for p in plus["high"]])
-print("low-confidence (re-predicted by the re-fine-tuned SAM):", [p.name for p in plus["low"]])
-if plus["history"]:
-    viz.plot_curves(plus["history"], ["loss"], title="SAM fine-tuned again with the high-confidence volumes");
+plus = pipeline.run_sfr_plus(c, seg, data, pseudo, device=device)
+plus_pseudo = plus["pseudo_labels"]
+print("high-confidence (join SAM's training set):", plus["high"])
+print("low-confidence (re-predicted by the re-fine-tuned SAM):", plus["low"])
+log_csv = Path(c.out_dir) / "sfr_plus" / "finetune" / "sam_log.csv"
+if log_csv.is_file():
+    viz.plot_curves(log_csv, ["loss"], title="SAM fine-tuned again with the high-confidence volumes");
 """),
     code("""
 before = {p.name: p.dice for p in pseudo}
@@ -768,7 +766,7 @@ L11 = header("11", "results", "Results: our runs beside the paper's", """
 Everything the earlier lessons trained, in one place: the mean test Dice of every method, baseline
 and +SFR, and the full-scale table the lead runs at the `classroom` preset on the real LA data,
 beside the numbers the paper reports {cite}`li2025sfr`.
-""") + [
+""", extra_params='results_dir = "../results"  # where la_classroom.csv / .json / .md live\n') + [
     md("## The paper's numbers (Dice %, LA, 20 test volumes)\n\n"
        "| labelled | method | Dice % |\n|---|---|---|\n"
        "| 1 | Mean Teacher | 29.68 |\n| 1 | SFR + Mean Teacher | 74.40 |\n| 16 | V-Net | 86.03 |\n"
@@ -788,18 +786,20 @@ def read_rows(path):
         doc = doc.get("rows") or doc.get("runs") or doc.get("cases") or [doc]
     return list(doc)
 
-candidates = [Path("../results/la_classroom.csv"), Path("../results/la_classroom.json")]
-found = [p for p in candidates if p.is_file()]
+from IPython.display import Markdown, display
+
+results = Path(results_dir)
+found = [p for p in (results / "la_classroom.csv", results / "la_classroom.json") if p.is_file()]
 classroom_rows = read_rows(found[0]) if found else []
 if not found:
-    print("results/la_classroom.csv (or .json) is not in this checkout yet: run the classroom experiments "
-          "(sfr-teach run --preset classroom ...) to produce it. The lesson continues with this session's runs.")
+    print(f"{results / 'la_classroom.csv'} (or .json) is not in this checkout yet: run the classroom experiments "
+          "and scripts/collect_results.py to produce it. The lesson continues with this session's runs.")
+elif (results / "la_classroom.md").is_file():
+    display(Markdown((results / "la_classroom.md").read_text()))
 else:
     print(f"{found[0]}: {len(classroom_rows)} rows")
-    cols = list(classroom_rows[0])
-    print("  ".join(cols))
     for r in classroom_rows:
-        print("  ".join(str(r[c]) for c in cols))
+        print(", ".join(f"{k}={v}" for k, v in r.items() if k in ("method", "variant", "dice_mean", "dice_std")))
 record("classroom_rows", len(classroom_rows), record_path);
 """),
     code("""
