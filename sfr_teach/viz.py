@@ -375,6 +375,18 @@ def _read_history(history: Any) -> List[Dict[str, float]]:
     return [dict(r) for r in history]
 
 
+def _panels(n: int, max_cols: int = 3):
+    """``n`` plot panels, at most ``max_cols`` per row (readable when the page scales the figure down)."""
+    plt = _plt()
+    cols = min(n, max_cols)
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.4 * cols, 3.3 * rows), squeeze=False)
+    flat = list(axes.ravel())
+    for ax in flat[n:]:
+        fig.delaxes(ax)
+    return fig, flat[:n]
+
+
 def plot_curves(history: Any, keys: Optional[Sequence[str]] = None, x: str = "step", title: Optional[str] = None):
     """Training curves: one panel per key (e.g. ``["loss", "dice"]``).
 
@@ -394,8 +406,8 @@ def plot_curves(history: Any, keys: Optional[Sequence[str]] = None, x: str = "st
     if missing:
         have = sorted({k for r in rows for k in r})
         raise KeyError(f"plot_curves: keys {missing} not in the history; available: {have}")
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.3), squeeze=False)
-    for ax, k in zip(axes[0], keys):
+    fig, axes = _panels(len(keys))
+    for ax, k in zip(axes, keys):
         pts = [(r.get(x, i), r[k]) for i, r in enumerate(rows) if k in r and r[k] is not None]
         xs, ys = zip(*pts)
         ax.plot(xs, ys, marker="." if len(xs) < 40 else None, lw=1.3)
@@ -421,8 +433,8 @@ def plot_curves_compare(
     runs = {name: _read_history(h) for name, h in histories.items()}
     if not runs:
         raise ValueError("plot_curves_compare: no runs given")
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.4 * len(keys), 3.3), squeeze=False)
-    for ax, k in zip(axes[0], keys):
+    fig, axes = _panels(len(keys))
+    for ax, k in zip(axes, keys):
         for name, rows in runs.items():
             pts = [(r.get(x, i), r[k]) for i, r in enumerate(rows) if r.get(k) is not None]
             if pts:
@@ -535,8 +547,9 @@ def animate_slices(
     """A JavaScript animation through the slices (play / pause / scrub), static-HTML safe.
 
     Uses matplotlib's ``FuncAnimation(...).to_jshtml()``: the frames are embedded as PNGs, so
-    it plays in the built book without a kernel. At most ``max_frames`` frames (``step`` is
-    raised when needed). Returns an ``IPython.display.HTML`` object (``.data`` is the HTML;
+    it plays in the built book without a kernel. With a ``label`` (else ``pred``) it plays through
+    the slices that contain the structure. At most ``max_frames`` frames (``step`` is raised when
+    needed). Returns an ``IPython.display.HTML`` object (``.data`` is the HTML;
     ``.frames`` the slice indices shown).
     """
     plt = _plt()
@@ -545,13 +558,19 @@ def animate_slices(
 
     img = _check_volume(image, "animate_slices: image")
     depth = img.shape[2]
-    step = max(int(step), int(np.ceil(depth / max_frames)))
-    frames = list(range(0, depth, step))
+    lo, hi = 0, depth - 1
+    mask = label if label is not None else pred
+    if mask is not None:  # play through the slices that hold the structure
+        fg = np.flatnonzero(_np(mask).reshape(-1, depth).any(axis=0))
+        if fg.size:
+            lo, hi = int(fg[0]), int(fg[-1])
+    step = max(int(step), int(np.ceil((hi - lo + 1) / max_frames)))
+    frames = list(range(lo, hi + 1, step))
     fig = overlay(
-        img[:, :, 0],
-        None if label is None else _np(label)[:, :, 0],
-        None if pred is None else _np(pred)[:, :, 0],
-        title="slice 0",
+        img[:, :, frames[0]],
+        None if label is None else _np(label)[:, :, frames[0]],
+        None if pred is None else _np(pred)[:, :, frames[0]],
+        title=f"slice {frames[0]}",
     )
     ax = fig.axes[0]
     fig.set_size_inches(3.6, 3.6)

@@ -156,9 +156,10 @@ def test_slice_viewer_is_an_intslider_widget(vol):
 
 def test_animate_slices_embeds_one_frame_per_slice(vol):
     img, lab = vol
-    html = viz.animate_slices(img, lab, step=2)
-    assert html.frames == [0, 2, 4, 6, 8]
-    assert html.data.count("data:image/png;base64") == 5
+    html = viz.animate_slices(img, lab, step=2)  # foreground in slices 2..7
+    assert html.frames == [2, 4, 6]
+    assert html.data.count("data:image/png;base64") == 3
+    assert viz.animate_slices(img, step=3).frames == [0, 3, 6, 9]
     html = viz.animate_slices(img, max_frames=4)
     assert len(html.frames) <= 4
 
@@ -174,3 +175,10 @@ def test_save_run_figures_writes_the_pngs(tmp_path, vol):
     assert sorted(p.name for p in paths) == ["curves.png", "dice_per_case.png", "dice_vs_confidence.png",
                                               "pseudo_label_overlay.png"]
     assert all(p.stat().st_size > 1000 and p.read_bytes()[:4] == b"\x89PNG" for p in paths)
+
+
+def test_many_curves_wrap_to_rows():
+    hist = [{"step": i, **{f"k{j}": float(i * j) for j in range(5)}} for i in range(3)]
+    fig = viz.plot_curves(hist, [f"k{j}" for j in range(5)])
+    assert len(fig.axes) == 5
+    assert len({round(ax.get_position().y0, 3) for ax in fig.axes}) == 2  # two rows of at most 3
