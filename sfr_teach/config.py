@@ -7,8 +7,8 @@
 =========  ============  ==================================  ===============  ====================
 preset     where         data                                SAM              V-Net / iterations
 =========  ============  ==================================  ===============  ====================
-smoke      CI, tests     synthetic phantoms, small           offline tiny     8 filters, 30 steps
-classroom  laptop CPU    real LA at half resolution          offline tiny     16 filters, ~1000
+smoke      CI, tests     synthetic phantoms, small           offline tiny     4 filters, 30 steps
+classroom  laptop CPU    real LA at half resolution          offline tiny     8 filters, 48x48x32, 1000
 paper      one GPU       real LA, full resolution            ViT-B checkpoint 112x112x80, 6000
 =========  ============  ==================================  ===============  ====================
 """
@@ -147,7 +147,7 @@ _PRESET_OVERRIDES: Dict[str, Dict[str, Any]] = {
         "retrain.n_filters": 4,
         "retrain.steps": 30,
         "retrain.lr_step": 1000,
-        "retrain.consistency_rampup": 1.0,
+        "retrain.consistency_rampup": 0.0,  # runs are far shorter than one 150-iteration ramp unit
         "retrain.uamt_passes": 2,
         "retrain.log_every": 5,
         "retrain.ckpt_every": 15,
@@ -169,16 +169,17 @@ _PRESET_OVERRIDES: Dict[str, Dict[str, Any]] = {
         "sam.warmup": 30,
         "sam.lr": 1e-3,
         "sam.weight_decay": 0.01,
-        "retrain.patch_size": (56, 56, 40),
+        "retrain.patch_size": (48, 48, 32),  # ~ the 112x112x80 reference crop at half resolution, /16
         "retrain.n_filters": 8,
         "retrain.steps": 1000,
         "retrain.lr_step": 600,
         "retrain.consistency_rampup": 4.0,
         "retrain.uamt_passes": 4,
+        "retrain.magicnet_cube": 2,  # 8 cubes of 24x24x16
         "retrain.log_every": 10,
         "retrain.ckpt_every": 100,
-        "eval.patch_size": (56, 56, 40),
-        "eval.stride": (18, 18, 8),
+        "eval.patch_size": (48, 48, 32),
+        "eval.stride": (16, 16, 8),
     },
     "paper": {
         "out_dir": "runs/paper",

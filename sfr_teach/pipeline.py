@@ -233,10 +233,15 @@ def run_retrain(
 
     device = device or resolve_device(cfg.device)
     rc = cfg.retrain
-    use_sfr = rc.sfr and (pseudo_labels is not None or pseudo_label_fn is not None)
-    pl = {p.name: p.label for p in (pseudo_labels or [])}
+    online = rc.pseudo_labels == "online"
+    if rc.sfr and (pseudo_label_fn is None if online else pseudo_labels is None):
+        raise ValueError(
+            "retrain.sfr is on but no pseudo-labels were given: pass pseudo_labels (from run_pseudo_labels) or, "
+            "with retrain.pseudo_labels='online', pseudo_label_fn (from online_pseudo_label_fn)"
+        )
+    pl = {p.name: p.label for p in (pseudo_labels or [])} if rc.sfr and not online else {}
     labeled = [(v.image, v.label) for v in data.labeled]
-    unlabeled = [(v.image, pl.get(v.name) if use_sfr and rc.pseudo_labels == "precomputed" else None) for v in data.unlabeled]
+    unlabeled = [(v.image, pl.get(v.name)) for v in data.unlabeled]
     return train(
         rc.method,
         labeled,
@@ -247,7 +252,7 @@ def run_retrain(
         device=device,
         seed=cfg.seed,
         resume=True,
-        pseudo_label_fn=pseudo_label_fn if use_sfr and rc.pseudo_labels == "online" else None,
+        pseudo_label_fn=pseudo_label_fn if rc.sfr and online else None,
     )
 
 
@@ -297,8 +302,6 @@ def run_pipeline(cfg: Config, sfr_plus: bool = False) -> Dict[str, Any]:
         t = time.time()
         segmenter = run_finetune(cfg, data, device=device)
         timings["sam_finetune_s"] = time.time() - t
-        if cfg.retrain.pseudo_labels == "online" and not sfr_plus:
-            pl_fn = online_pseudo_label_fn(cfg, segmenter, device)
         t = time.time()
         pseudo = run_pseudo_labels(cfg, segmenter, data, device=device)
         timings["pseudo_labels_s"] = time.time() - t
@@ -309,6 +312,8 @@ def run_pipeline(cfg: Config, sfr_plus: bool = False) -> Dict[str, Any]:
             provenance["sfr_plus"] = {k: plus[k] for k in ("tau", "high", "low")}
             timings["sfr_plus_s"] = time.time() - t
         pl_summary = _pseudo_label_summary(pseudo, data)
+        if cfg.retrain.pseudo_labels == "online":  # SAM (after SFR+, the re-fine-tuned one) labels every crop
+            pl_fn = online_pseudo_label_fn(cfg, segmenter, device)
 
     t = time.time()
     result = run_retrain(cfg, data, pseudo, pseudo_label_fn=pl_fn, device=device)
@@ -329,7 +334,7 @@ def run_pipeline(cfg: Config, sfr_plus: bool = False) -> Dict[str, Any]:
     (out / "metrics.json").write_text(
         json.dumps(json_safe({"summary": summary, "cases": table.rows}), indent=2, default=_json_default)
     )
-    _write_figures(out, result, table, pseudo, data)
+    _write_figures(out, result, table, pseudo, data, cfg.sam.tau)
     return {"summary": summary, "table": table, "model": result.model, "pseudo_labels": pseudo, "data": data}
 
 
@@ -360,18 +365,11 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def _write_figures(out: Path, result, table, pseudo, data: DataBundle) -> None:
-    """Training curves, per-case Dice bars and an overlay of the first test case (viz owns matplotlib)."""
+def _write_figures(out: Path, result, table, pseudo, data: DataBundle, tau: float) -> None:
+    """Training curves, per-case Dice, Dice vs confidence, a pseudo-label overlay (``viz`` owns matplotlib)."""
     if os.environ.get("SFR_NO_FIGURES"):
         return
-    try:
-        from . import viz
-    except ImportError:  # viz not available: the numbers are what matters
-        return
-    figdir = out / "figures"
-    figdir.mkdir(exist_ok=True)
-    try:
-        viz.save_run_figures(figdir, history=result.history, rows=table.rows, pseudo_labels=pseudo, data=data,
-                             model=result.model)
-    except AttributeError:
-        pass
+    from . import viz
+
+    viz.save_run_figures(out / "figures", history=result.history, rows=table.rows, pseudo_labels=pseudo,
+                         data=data, tau=tau)
