@@ -488,7 +488,7 @@ for variant, (c, result, table) in runs.items():
     record(f"{tag}_loss_last", float(np.mean(losses[-k:])), record_path)
     record(f"{tag}_dice", table.summary["dice"]["mean"], record_path)
     record(f"{tag}_cases", len(table.rows), record_path);
-"""),
+""", "remove-cell"),
     ]
 
 
