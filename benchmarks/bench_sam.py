@@ -2,8 +2,9 @@
 
 Models: tiny at the smoke and classroom sizes (``get_config(...).sam``) and ViT-B (random
 weights -- the architecture and cost of the official model -- LoRA r=4, 1024 input, batch 2).
-One step = forward + Dice/CE loss + backward + AdamW on a stitched batch. Peak memory: CUDA's
-``max_memory_allocated``; on CPU the growth of the process's max RSS during the runs.
+One step = forward + Dice/CE loss + backward + AdamW on a stitched batch. Every case runs in its
+own subprocess; peak memory is CUDA's ``max_memory_allocated`` or, on CPU, the subprocess's
+maximum resident set size (the whole process: Python, torch and the model included).
 
     python benchmarks/bench_sam.py            # all models, CPU (+ CUDA)
     python benchmarks/bench_sam.py --quick    # tiny models only, 2 timed steps, CPU
@@ -12,8 +13,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import platform
 import resource
+import subprocess
+import sys
 import time
 
 import torch
@@ -24,7 +28,7 @@ from sfr_teach.sam.finetune import IGNORE_INDEX, dice_ce_loss
 from sfr_teach.sam.lora import count_parameters, set_trainable
 
 
-def _cases(quick: bool):
+def _cases(quick: bool = False):
     smoke = get_config("smoke").sam
     classroom = get_config("classroom").sam
     yield "tiny smoke (256, full)", smoke
@@ -43,7 +47,6 @@ def bench(cfg, device: torch.device, steps: int, warmup: int = 1) -> dict:
     y[:, :8] = IGNORE_INDEX
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     times = []
     for i in range(warmup + steps):
         if device.type == "cuda":
@@ -62,7 +65,7 @@ def bench(cfg, device: torch.device, steps: int, warmup: int = 1) -> dict:
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated(device) / 2**20
     else:
-        peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024  # KiB -> MiB (Linux)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB (Linux)
     c = count_parameters(model)
     return {"s_per_step": sum(times) / len(times), "peak_mib": peak, "trainable": c["trainable"], "total": c["total"]}
 
@@ -72,10 +75,18 @@ def main(argv=None) -> None:
     ap.add_argument("--quick", action="store_true", help="tiny models only, 2 timed steps, CPU only")
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    ap.add_argument("--case", type=int, default=None, help=argparse.SUPPRESS)  # internal: one case, JSON out
+    ap.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     steps = args.steps or (2 if args.quick else 5)
+    if args.case is not None:
+        _, cfg = list(_cases())[args.case]
+        dev = torch.device(args.device)
+        n = steps if not (dev.type == "cpu" and cfg.model_type != "tiny") else max(1, steps // 3)
+        print(json.dumps(bench(cfg, dev, n)))
+        return
     devices = [torch.device("cpu")]
     if torch.cuda.is_available() and not args.quick:
         devices.append(torch.device("cuda"))
@@ -84,10 +95,11 @@ def main(argv=None) -> None:
     if torch.cuda.is_available():
         print(f"CUDA: {torch.cuda.get_device_name(0)}")
     print(f"{'model':40s} {'device':6s} {'batch':>5s} {'s/step':>8s} {'peak MiB':>9s} {'trainable':>12s} {'total':>12s}")
-    for name, cfg in _cases(args.quick):
+    for i, (name, cfg) in enumerate(_cases(args.quick)):
         for dev in devices:
-            n = steps if not (dev.type == "cpu" and cfg.model_type != "tiny") else max(1, steps // 3)
-            r = bench(cfg, dev, n)
+            cmd = [sys.executable, __file__, "--case", str(i), "--device", dev.type, "--steps", str(steps),
+                   "--threads", str(torch.get_num_threads())]
+            r = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
             print(f"{name:40s} {dev.type:6s} {cfg.batch_size:5d} {r['s_per_step']:8.3f} {r['peak_mib']:9.0f} "
                   f"{r['trainable']:12,d} {r['total']:12,d}", flush=True)
 

@@ -11,7 +11,8 @@ import torch
 
 from sfr_teach.config import get_config
 from sfr_teach.sam import build_from_config
-from sfr_teach.sam.finetune import IGNORE_INDEX, MosaicDataset, dice_ce_loss, finetune, load_trainable, save_trainable, warmup_poly
+from sfr_teach.sam.finetune import (IGNORE_INDEX, MosaicDataset, bezier_intensity, dice_ce_loss, finetune,
+                                    load_trainable, save_trainable, warmup_poly, zscore)
 from sfr_teach.sam.lora import set_trainable
 from sfr_teach.stitching import make_layout, valid_mask
 
@@ -48,6 +49,17 @@ def test_mosaic_dataset_ignore_and_determinism(rng):
     assert int((y == 1).sum()) == int((ds.sample(np.random.default_rng([3, 5]))[1] == 1).sum())
     with pytest.raises(ValueError, match="no label"):
         MosaicDataset([type("V", (), {"name": "u1", "image": img, "label": None})()], (24, 24, 16), 128)
+
+
+def test_intensity_transforms(rng):
+    img = rng.normal(2.0, 3.0, (10, 9, 8)).astype(np.float32)
+    z = zscore(img)
+    assert abs(z.mean()) < 1e-5 and abs(z.std() - 1) < 1e-5
+    out = bezier_intensity(img, np.random.default_rng(1))
+    assert out.dtype == np.float32 and out.shape == img.shape
+    assert out.min() >= img.min() - 1e-4  # the curve stays inside [0, 1] (convex hull)
+    assert out.max() <= img.max() + 1e-4 and not np.allclose(out, img)
+    assert np.array_equal(out, bezier_intensity(img, np.random.default_rng(1)))  # seeded
 
 
 def test_loss_ignores_255_and_is_zero_for_perfect_logits():

@@ -11,8 +11,8 @@ import pytest
 from sfr_teach.config import get_config
 from sfr_teach.sam import build_from_config
 from sfr_teach.sam.finetune import finetune
-from sfr_teach.sam.pseudo import (PseudoLabel, confidence, dice_score, generate_pseudo_labels, load_pseudo_labels,
-                                  sfr_plus_round, split_by_confidence)
+from sfr_teach.sam.pseudo import (PseudoLabel, confidence, dice_score, generate_pseudo_labels, largest_component,
+                                  load_pseudo_labels, sfr_plus_round, split_by_confidence)
 
 
 def test_confidence_known_values():
@@ -26,6 +26,16 @@ def test_confidence_known_values():
     with pytest.raises(ValueError, match="mean_max"):
         confidence(prob, "nope")
     assert dice_score(np.array([0, 1, 1, 0]), np.array([0, 1, 0, 0]), 2) == pytest.approx(2 / 3)
+
+
+def test_largest_component_per_class():
+    a = np.zeros((6, 6, 6), np.uint8)
+    a[0, 0, 0] = 1  # stray voxel
+    a[2:4, 2:4, 2:4] = 1  # 8-voxel blob
+    a[5, 5, 0] = 2
+    a[5, 0, 5] = 2  # class 2: two single voxels, one kept
+    b = largest_component(a)
+    assert (b == 1).sum() == 8 and b[0, 0, 0] == 0 and (b == 2).sum() == 1
 
 
 def test_split_by_confidence():

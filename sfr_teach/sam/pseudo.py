@@ -37,6 +37,7 @@ __all__ = [
     "PseudoLabel",
     "confidence",
     "dice_score",
+    "largest_component",
     "generate_pseudo_labels",
     "load_pseudo_labels",
     "split_by_confidence",
@@ -69,6 +70,22 @@ def confidence(prob: np.ndarray, mode: str = "mean_max", band: int = 3) -> float
         region = ndimage.binary_dilation(fg, iterations=int(band)) if band > 0 else fg
         return float(pmax[region].mean())
     raise ValueError(f"unknown confidence mode {mode!r}; choose 'mean_max' or 'foreground_band'")
+
+
+def largest_component(label: np.ndarray) -> np.ndarray:
+    """Keep, per foreground class, only its largest 26-connected component (uint8 (H, W, D)).
+
+    A common clean-up for single-structure targets such as the left atrium; optional in
+    :func:`generate_pseudo_labels` (``largest_cc=True``)."""
+    out = np.zeros_like(label)
+    for c in np.unique(label):
+        if c == 0:
+            continue
+        comp, n = ndimage.label(label == c, structure=np.ones((3, 3, 3)))
+        if n:
+            sizes = np.bincount(comp.ravel())[1:]
+            out[comp == 1 + int(sizes.argmax())] = c
+    return out
 
 
 def dice_score(pred: np.ndarray, truth: np.ndarray, num_classes: int) -> float:
@@ -106,9 +123,12 @@ def generate_pseudo_labels(
     conf_mode: str = "mean_max",
     progress: bool = True,
     normalize: bool = True,
+    largest_cc: bool = False,
 ) -> List[PseudoLabel]:
     """Predict every volume (:func:`~sfr_teach.sam.predict.predict_volume` with the fine-tuning
-    geometry of ``sam_cfg``) and return one :class:`PseudoLabel` each; saved when ``out_dir``."""
+    geometry of ``sam_cfg``) and return one :class:`PseudoLabel` each; saved when ``out_dir``.
+    ``largest_cc``: keep only the largest connected component per class in the label (the
+    probabilities and the confidence are left as predicted)."""
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -119,6 +139,8 @@ def generate_pseudo_labels(
         label, prob = predict_volume(segmenter, image, sam_cfg.crop_size, sam_cfg.image_size, device,
                                      sam_cfg.predict_batch_size, normalize=normalize)
         num_classes = prob.shape[0]
+        if largest_cc:
+            label = largest_component(label)
         pl = PseudoLabel(name, label, prob, confidence(prob, conf_mode), float((label > 0).mean()),
                          dice_score(label, truth, num_classes) if truth is not None else None)
         if out is not None:
