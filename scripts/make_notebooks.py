@@ -88,6 +88,15 @@ cfg = get_config(preset, overrides)
 data = pipeline.load_data(cfg)
 print(f"This page was executed with preset '{cfg.preset}' on {data.description}.")
 print(f"split: {len(data.labeled)} labelled, {len(data.unlabeled)} unlabelled, {len(data.test)} test ({data.test_source})")
+
+
+def crop_around_label(vol, size):
+    """(image, label) crops of ``size`` centred on the labelled structure (the centre without a label)."""
+    has = vol.label is not None and vol.label.any()
+    centre = [int(np.mean(ix)) for ix in np.nonzero(vol.label)] if has else [n // 2 for n in vol.image.shape]
+    start = [min(max(c - s // 2, 0), max(n - s, 0)) for c, s, n in zip(centre, size, vol.image.shape)]
+    box = tuple(slice(b, b + s) for b, s in zip(start, size))
+    return vol.image[box], (None if vol.label is None else vol.label[box])
 '''
 
 
@@ -181,9 +190,9 @@ back into a 3D label volume (*unstitching*). An LA crop of 112 x 112 x 80 become
 from sfr_teach.stitching import grid_size, make_layout, stitch, unstitch, valid_mask, get_strategy
 
 vol = data.labeled[0]
-ch, cw, cd = cfg.sam.crop_size
-image, label = vol.image[:ch, :cw, :cd], vol.label[:ch, :cw, :cd]
-print(f"crop {image.shape}: {cd} slices -> a {grid_size(cd)}x{grid_size(cd)} grid of {ch}x{cw} cells")
+image, label = crop_around_label(vol, cfg.sam.crop_size)
+h, w, d = image.shape
+print(f"crop {image.shape}: {d} slices -> a {grid_size(d)}x{grid_size(d)} grid of {h}x{w} cells")
 layout = make_layout(image.shape, out_size=cfg.sam.image_size)
 print(layout)
 mosaic = stitch(image, layout)
@@ -361,8 +370,7 @@ from sfr_teach.stitching import make_layout, stitch
 from sfr_teach.sam.predict import predict_mosaics
 
 vol = data.labeled[0]
-ch, cw, cd = cfg.sam.crop_size
-img, lab = vol.image[:ch, :cw, :cd], vol.label[:ch, :cw, :cd]
+img, lab = crop_around_label(vol, cfg.sam.crop_size)
 layout = make_layout(img.shape, out_size=cfg.sam.image_size)
 mosaic = stitch(img, layout)
 with torch.no_grad():
@@ -581,8 +589,9 @@ import torch
 from sfr_teach.ssl.ua_mt import uamt_threshold
 
 _, res, _ = runs["+SFR"]
-ph, pw, pd = cfg.retrain.patch_size
-x = torch.from_numpy(np.ascontiguousarray(tv.image[:ph, :pw, :pd]))[None, None].to(device)
+crop, _ = crop_around_label(tv, cfg.retrain.patch_size)
+pd = crop.shape[2]
+x = torch.from_numpy(np.ascontiguousarray(crop))[None, None].to(device)
 with torch.no_grad():
     unc = res.method.uncertainty(x)[0, 0].float().cpu().numpy()
 print(f"entropy range [{unc.min():.3f}, {unc.max():.3f}] nats (ln 2 = {np.log(2):.3f} is the maximum for 2 classes)")
@@ -665,8 +674,9 @@ import torch
 from sfr_teach.ssl.magicnet import to_cubes, from_cubes
 
 vol = data.labeled[0]
-ph, pw, pd = cfg.retrain.patch_size
-patch = torch.from_numpy(np.ascontiguousarray(vol.image[:ph, :pw, :pd]))[None, None]
+crop, _ = crop_around_label(vol, cfg.retrain.patch_size)
+pd = crop.shape[2]
+patch = torch.from_numpy(np.ascontiguousarray(crop))[None, None]
 perm = torch.randperm(n ** 3, generator=torch.Generator().manual_seed(seed))
 shuffled = from_cubes(to_cubes(patch, n)[:, perm], n)[0, 0].numpy()
 assert np.array_equal(from_cubes(to_cubes(patch, n), n)[0, 0].numpy(), patch[0, 0].numpy())  # exact inverse
