@@ -320,7 +320,7 @@ counts = count_parameters(fresh)
 rows = [{"name": k, "parameters": v} for k, v in counts["by_module"].items() if v]
 for r in rows:
     print(f"{r['name']:15s} {r['parameters']:>10,d}")
-viz.plot_case_bars(rows, "parameters", title="parameters per part of SAM (this preset)");
+viz.plot_case_bars(rows, "parameters", mean=False, log=True, title="parameters per part of SAM (this preset, log scale)");
 """),
     md("## Where LoRA goes\n\nLoRA replaces a frozen weight `W` by `W + (alpha/r) B A` with `A` (`r x d_in`) and `B` "
        "(`d_out x r`), `B = 0` at the start -- so the model predicts exactly as before until it trains. "
@@ -335,12 +335,13 @@ dim = lora_model.image_encoder.blocks[0].attn.qkv.in_features
 expected = blocks * 4 * (dim + 3 * dim)
 print(f"LoRA parameters: {c['by_module']['lora']:,d} = {blocks} blocks x 4 x ({dim} + {3 * dim})")
 print(f"trainable: {c['trainable']:,d} of {c['total']:,d} ({100 * c['trainable'] / c['total']:.1f}%)")
-print("ViT-B for comparison: 12 x 4 x (768 + 2304) =", f"{12 * 4 * (768 + 2304):,d}")
+print("ViT-B for comparison: 12 x 4 x (768 + 2304) =", f"{12 * 4 * (768 + 2304):,d} LoRA parameters beside ~86 M frozen "
+      "encoder weights; this small model's encoder is tiny, so its decoder dominates the trainable share")
 record("lora_params", c["by_module"]["lora"], record_path)
 record("lora_params_expected", expected, record_path)
 viz.plot_case_bars([{"name": "frozen", "parameters": c["total"] - c["trainable"]},
                     {"name": "trainable (LoRA + decoder)", "parameters": c["trainable"]}],
-                   "parameters", title="LoRA fine-tuning trains a small share");
+                   "parameters", mean=False, title="with LoRA: frozen vs trainable parameters (this model)");
 """),
     md("## Fine-tuning on stitched crops\n\nTraining samples are random crops of the labelled volumes, rotated/flipped, "
        "stitched into mosaics. The loss is CE + Dice on the real (non-padding) pixels. "

@@ -457,12 +457,15 @@ def plot_case_bars(
     group_key: Optional[str] = None,
     title: Optional[str] = None,
     ax: Any = None,
+    mean: bool = True,
+    log: bool = False,
 ):
     """Per-case bar chart of ``metric`` with the mean as a dashed line.
 
     rows: list of dicts (``{"name": ..., "dice": ...}``) or anything with ``.rows`` (a metrics
     table). With ``group_key`` (e.g. ``"method"``) bars are grouped per case, one colour per
-    group, and the legend gives each group's mean. Returns the Figure.
+    group, and the legend gives each group's mean. ``mean=False`` drops the mean line and legend
+    (for counts, where a mean says nothing); ``log=True`` uses a log scale. Returns the Figure.
     """
     plt = _plt()
     rows = list(getattr(rows, "rows", rows))
@@ -483,16 +486,22 @@ def plot_case_bars(
         vals = {str(r[name_key]): float(r[metric]) for r in sel}
         xs = np.arange(len(names)) + (gi - (len(groups) - 1) / 2) * width
         ys = [vals.get(n, np.nan) for n in names]
-        mean = float(np.nanmean(ys))
-        lab = f"{g}: mean {mean:.3f}" if g is not None else f"mean {mean:.3f}"
+        avg = float(np.nanmean(ys))
+        lab = f"{g}: mean {avg:.3f}" if g is not None else f"mean {avg:.3f}"
+        if not mean:
+            lab = str(g) if g is not None else None
         col = colors[gi % len(colors)]
         ax.bar(xs, ys, width=width, color=col, label=lab)
-        ax.axhline(mean, color=col, ls="--", lw=1)
+        if mean:
+            ax.axhline(avg, color=col, ls="--", lw=1)
     ax.set_xticks(np.arange(len(names)))
     ax.set_xticklabels(names, rotation=60, ha="right", fontsize=7)
     ax.set_ylabel(metric)
+    if log:
+        ax.set_yscale("log")
     ax.set_title(title or f"{metric} per case")
-    ax.legend(fontsize=8)
+    if mean or group_key is not None:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 

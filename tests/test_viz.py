@@ -141,6 +141,9 @@ def test_case_bars_heights_and_groups():
     rows2 = [dict(r, method="A") for r in rows] + [dict(r, method="B", dice=1.0) for r in rows]
     fig = viz.plot_case_bars(rows2, "dice", group_key="method")
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["A: mean 0.700", "B: mean 1.000"]
+    counts = [{"name": "encoder", "parameters": 800_000}, {"name": "prompt", "parameters": 6_000}]
+    fig = viz.plot_case_bars(counts, "parameters", mean=False, log=True)
+    assert fig.axes[0].get_legend() is None and not fig.axes[0].lines and fig.axes[0].get_yscale() == "log"
 
 
 def test_slice_viewer_is_an_intslider_widget(vol):
