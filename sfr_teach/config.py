@@ -163,7 +163,9 @@ _PRESET_OVERRIDES: Dict[str, Dict[str, Any]] = {
         "data.downsample": 2,
         "data.val": 16,
         "sam.image_size": 448,
-        "sam.crop_size": (56, 56, 40),
+        "sam.crop_size": (56, 56, 40),  # the 112x112x80 reference crop at half resolution -> 7x7 grid
+        "sam.tiny_patch_size": 16,  # 28x28 tokens at 448 (patch 8: 3136 tokens, ~8x slower on a CPU)
+        "sam.tiny_window_size": 7,
         "sam.finetune": "full",
         "sam.steps": 300,
         "sam.warmup": 30,
