@@ -417,8 +417,10 @@ viz.plot_volume_overlays(v0.image, v0.label, p0.label, slices=5, pred_name="pseu
 conf = [p.confidence for p in pseudo]
 dice = [p.dice for p in pseudo]
 viz.plot_dice_vs_confidence(conf, dice, tau=cfg.sam.tau, names=[p.name for p in pseudo]);
-for p in pseudo:
-    print(f"{p.name:16s} confidence {p.confidence:.4f}  Dice {p.dice:.3f}  foreground {100 * p.foreground_fraction:.1f}%")
+for p in sorted(pseudo, key=lambda p: -p.confidence)[:10]:
+    print(f"{p.name:20s} confidence {p.confidence:.4f}  Dice {p.dice:.3f}  foreground {100 * p.foreground_fraction:.1f}%")
+if len(pseudo) > 10:
+    print(f"... and {len(pseudo) - 10} more (the 10 most confident are shown)")
 record("n_pseudo", len(pseudo), record_path)
 record("pseudo_dice", dice, record_path)
 record("pseudo_confidence", conf, record_path);

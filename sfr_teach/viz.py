@@ -334,7 +334,7 @@ def plot_dice_vs_confidence(
 
     Volumes right of the dashed line (confidence >= tau) are high-confidence (blue): SFR+ adds
     them to SAM's fine-tuning set; the others (orange) go to re-training. The legend gives both
-    counts and the Pearson correlation. Returns the Figure.
+    counts and the Pearson correlation; ``names`` label the dots (up to 15 volumes). Returns the Figure.
     """
     plt = _plt()
     c, d = np.asarray(conf, dtype=float), np.asarray(dice, dtype=float)
@@ -348,7 +348,7 @@ def plot_dice_vs_confidence(
     ax.scatter(c[high], d[high], color="#1f77b4", label=f"high confidence (>= tau): {int(high.sum())}")
     ax.scatter(c[~high], d[~high], color="#ff7f0e", label=f"low confidence (< tau): {int((~high).sum())}")
     ax.axvline(tau, color="k", ls="--", lw=1, label=f"tau = {tau:g}")
-    if names is not None:
+    if names is not None and len(names) <= 15:  # more labels than that only hide the dots
         for x, y, n in zip(c, d, names):
             ax.annotate(str(n), (x, y), fontsize=6, xytext=(2, 2), textcoords="offset points")
     r = float(np.corrcoef(c, d)[0, 1]) if c.size > 1 and c.std() > 0 and d.std() > 0 else float("nan")
