@@ -31,9 +31,11 @@ from sfr_teach.sam.lora import count_parameters, set_trainable
 def _cases(quick: bool = False):
     smoke = get_config("smoke").sam
     classroom = get_config("classroom").sam
-    yield "tiny smoke (256, full)", smoke
-    yield "tiny classroom (448, full, patch 8)", classroom
-    yield "tiny classroom (448, full, patch 16)", dataclasses.replace(classroom, tiny_patch_size=16, tiny_window_size=7)
+    other = dict(tiny_patch_size=8, tiny_window_size=8) if classroom.tiny_patch_size != 8 else dict(
+        tiny_patch_size=16, tiny_window_size=7)
+    yield f"tiny smoke ({smoke.image_size}, {smoke.finetune}, patch {smoke.tiny_patch_size})", smoke
+    for c in (classroom, dataclasses.replace(classroom, **other)):
+        yield f"tiny classroom ({c.image_size}, {c.finetune}, patch {c.tiny_patch_size})", c
     if not quick:
         yield "vit_b random (1024, LoRA r=4)", dataclasses.replace(get_config("paper").sam, checkpoint=None)
 
@@ -84,8 +86,9 @@ def main(argv=None) -> None:
     if args.case is not None:
         _, cfg = list(_cases())[args.case]
         dev = torch.device(args.device)
-        n = steps if not (dev.type == "cpu" and cfg.model_type != "tiny") else max(1, steps // 3)
-        print(json.dumps(bench(cfg, dev, n)))
+        slow = dev.type == "cpu" and cfg.model_type != "tiny"  # ViT-B on CPU: fewer steps, no warm-up step
+        n = max(1, steps // 3) if slow else steps
+        print(json.dumps(bench(cfg, dev, n, warmup=0 if slow else 1)))
         return
     devices = [torch.device("cpu")]
     if torch.cuda.is_available() and not args.quick:
