@@ -311,7 +311,7 @@ def run_pipeline(cfg: Config, sfr_plus: bool = False) -> Dict[str, Any]:
             pseudo = plus["pseudo_labels"]
             provenance["sfr_plus"] = {k: plus[k] for k in ("tau", "high", "low")}
             timings["sfr_plus_s"] = time.time() - t
-        pl_summary = _pseudo_label_summary(pseudo, data)
+        pl_summary = _pseudo_label_summary(pseudo)
         if cfg.retrain.pseudo_labels == "online":  # SAM (after SFR+, the re-fine-tuned one) labels every crop
             pl_fn = online_pseudo_label_fn(cfg, segmenter, device)
 
@@ -338,21 +338,13 @@ def run_pipeline(cfg: Config, sfr_plus: bool = False) -> Dict[str, Any]:
     return {"summary": summary, "table": table, "model": result.model, "pseudo_labels": pseudo, "data": data}
 
 
-def _pseudo_label_summary(pseudo: list, data: DataBundle) -> Optional[Dict[str, Any]]:
+def _pseudo_label_summary(pseudo: list) -> Optional[Dict[str, Any]]:
     """Pseudo-label Dice against the (hidden) ground truth of unlabelled volumes: for teaching only."""
-    from .metrics import dice
-
-    gts = {v.name: v.label for v in data.unlabeled if v.label is not None}
-    if not gts:
+    dices = [p.dice for p in pseudo if p.dice is not None]
+    if not dices:
         return None
-    dices, confs = [], []
-    for p in pseudo:
-        if p.name in gts:
-            fg = [dice(p.label == c, gts[p.name] == c) for c in range(1, data.num_classes)]
-            dices.append(float(np.mean(fg)))
-            confs.append(float(p.confidence))
     return {"dice_mean": float(np.mean(dices)), "dice_std": float(np.std(dices)), "n": len(dices),
-            "confidence_mean": float(np.mean(confs))}
+            "confidence_mean": float(np.mean([p.confidence for p in pseudo]))}
 
 
 def _json_default(o: Any) -> Any:

@@ -25,11 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-import nibabel as nib
 import numpy as np
 from scipy import ndimage
 from tqdm.auto import tqdm
 
+from ..data.nifti import save_nifti
+from ..metrics import dice
 from .finetune import as_pair, finetune
 from .predict import predict_volume
 
@@ -89,19 +90,13 @@ def largest_component(label: np.ndarray) -> np.ndarray:
 
 
 def dice_score(pred: np.ndarray, truth: np.ndarray, num_classes: int) -> float:
-    """Mean Dice over the foreground classes 1..C-1 (both empty -> 1 for that class)."""
-    scores = []
-    for c in range(1, num_classes):
-        p, t = pred == c, truth == c
-        denom = p.sum() + t.sum()
-        scores.append(1.0 if denom == 0 else 2.0 * np.logical_and(p, t).sum() / denom)
-    return float(np.mean(scores))
+    """Mean :func:`sfr_teach.metrics.dice` over the foreground classes 1..C-1 (both empty -> 1)."""
+    return float(np.mean([dice(pred == c, truth == c) for c in range(1, num_classes)]))
 
 
 def _save_one(out: Path, pl: PseudoLabel, spacing: Optional[Sequence[float]]) -> None:
     np.savez_compressed(out / f"{pl.name}.npz", label=pl.label, prob=pl.prob.astype(np.float16))
-    affine = np.diag([*(float(s) for s in (spacing or (1.0, 1.0, 1.0))), 1.0])
-    nib.save(nib.Nifti1Image(pl.label, affine), str(out / f"{pl.name}.nii.gz"))
+    save_nifti(pl.label, out / f"{pl.name}.nii.gz", spacing=spacing)
 
 
 def _write_summary(out: Path, pls: Sequence[PseudoLabel]) -> None:
