@@ -76,6 +76,7 @@ import os
 import numpy as np
 from sfr_teach import pipeline, viz
 from sfr_teach.config import get_config
+from sfr_teach.data import crop_around_label
 from sfr_teach.exercises import record
 
 overrides = {"seed": seed, "out_dir": f"{cache_dir}/{preset}"}
@@ -89,14 +90,6 @@ data = pipeline.load_data(cfg)
 print(f"This page was executed with preset '{cfg.preset}' on {data.description}.")
 print(f"split: {len(data.labeled)} labelled, {len(data.unlabeled)} unlabelled, {len(data.test)} test ({data.test_source})")
 
-
-def crop_around_label(vol, size):
-    """(image, label) crops of ``size`` centred on the labelled structure (the centre without a label)."""
-    has = vol.label is not None and vol.label.any()
-    centre = [int(np.mean(ix)) for ix in np.nonzero(vol.label)] if has else [n // 2 for n in vol.image.shape]
-    start = [min(max(c - s // 2, 0), max(n - s, 0)) for c, s, n in zip(centre, size, vol.image.shape)]
-    box = tuple(slice(b, b + s) for b, s in zip(start, size))
-    return vol.image[box], (None if vol.label is None else vol.label[box])
 '''
 
 

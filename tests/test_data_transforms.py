@@ -120,3 +120,20 @@ def test_channel_first_helpers():
     assert to_channel_first(np.zeros((2, 3, 4))).shape == (1, 2, 3, 4)
     with pytest.raises(ValueError):
         to_channel_first(np.zeros((2, 3)))
+
+
+def test_crop_around_label_centres_on_the_structure():
+    from sfr_teach.data import Volume, crop_around_label
+
+    label = np.zeros((40, 30, 20), np.uint8)
+    label[30:36, 4:8, 15:19] = 1  # a box near a corner
+    image = np.arange(label.size, dtype=np.float32).reshape(label.shape)
+    img, lab = crop_around_label(Volume("v", image, label), (16, 16, 8))
+    assert img.shape == lab.shape == (16, 16, 8)
+    assert lab.sum() == label.sum()  # the whole structure is inside the crop
+    # the box was shifted to stay inside the volume: its last row is the volume's last row
+    np.testing.assert_array_equal(img, image[24:40, 0:16, 12:20])
+    # no label: the centre of the volume; an axis shorter than the crop is kept whole
+    img2, lab2 = crop_around_label(Volume("u", image, None), (16, 16, 32))
+    assert lab2 is None and img2.shape == (16, 16, 20)
+    np.testing.assert_array_equal(img2, image[12:28, 7:23, :])

@@ -16,7 +16,7 @@ _EXPORTS = {
     "download": ("DEFAULT_LA_URL", "DownloadError", "download_la", "fetch_file"),
     "nifti": ("NiftiDataset", "load_nifti_volume", "save_nifti"),
     "synthetic": ("make_phantom", "smooth_noise", "synthetic_dataset"),
-    "transforms": ("PlainCompose", "center_crop_or_pad", "to_channel_first", "train_transform", "volume_to_sample"),
+    "transforms": ("PlainCompose", "center_crop_or_pad", "crop_around_label", "to_channel_first", "train_transform", "volume_to_sample"),
     "sampler": ("TwoStreamBatchSampler", "infinite_batches"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}

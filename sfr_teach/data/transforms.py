@@ -7,7 +7,7 @@ every key, so image, label, pseudo-label and probabilities stay aligned.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -104,6 +104,20 @@ def volume_to_sample(vol: Volume, **extra: np.ndarray) -> dict:
     for k, v in extra.items():
         sample[k] = to_channel_first(v)
     return sample
+
+
+def crop_around_label(volume, size: Sequence[int]) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """``(image, label)`` crops of ``size`` centred on the labelled structure (on the volume centre without one).
+
+    For figures and lessons: the crop shows the structure rather than background. The box is shifted
+    to stay inside the volume; an axis shorter than ``size`` is kept whole (no padding).
+    """
+    image, label = volume.image, volume.label
+    has = label is not None and label.any()
+    centre = [int(np.mean(ix)) for ix in np.nonzero(label)] if has else [n // 2 for n in image.shape]
+    start = [min(max(c - s // 2, 0), max(n - s, 0)) for c, s, n in zip(centre, size, image.shape)]
+    box = tuple(slice(b, b + int(s)) for b, s in zip(start, size))
+    return image[box], (None if label is None else label[box])
 
 
 def center_crop_or_pad(arr: np.ndarray, size: Sequence[int], value: float = 0) -> np.ndarray:
