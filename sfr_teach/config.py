@@ -32,6 +32,7 @@ class DataConfig:
     val: int = 16  # validation split = last K of train.list when test.list is absent
     num_classes: int = 2  # background included
     downsample: int = 1  # integer factor applied to every volume on load (classroom: 2)
+    normalize: str = "zscore"  # per-volume intensity normalisation on load: zscore | none
     synthetic_cases: int = 10
     synthetic_shape: Tuple[int, int, int] = (64, 64, 48)
     synthetic_kind: str = "single"  # single | multi

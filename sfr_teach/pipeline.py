@@ -82,8 +82,7 @@ def load_data(cfg: Config) -> DataBundle:
                 f"{dc.synthetic_cases} synthetic cases cannot hold {dc.labeled} labelled + {dc.val} test volumes "
                 f"and at least one unlabelled one; raise data.synthetic_cases or lower data.labeled / data.val"
             )
-        if dc.downsample > 1:
-            vols = [D.downsample_volume(v, dc.downsample) for v in vols]
+        vols = [_prepare(D, v, dc) for v in vols]
         return DataBundle(
             labeled=vols[: dc.labeled],
             unlabeled=vols[dc.labeled : len(vols) - dc.val],
@@ -98,6 +97,7 @@ def load_data(cfg: Config) -> DataBundle:
     if dc.dataset == "la":
         ds = D.LADataset(dc.data_dir, downsample=dc.downsample, num_classes=dc.num_classes)
         desc = f"LA h5 from {dc.data_dir}" + (f", downsampled x{dc.downsample}" if dc.downsample > 1 else "")
+        desc += ", z-scored per volume" if dc.normalize == "zscore" else ""
     elif dc.dataset == "nifti":
         ds = D.NiftiDataset(dc.data_dir, num_classes=dc.num_classes)
         desc = f"NIfTI pairs from {dc.data_dir}"
@@ -106,10 +106,7 @@ def load_data(cfg: Config) -> DataBundle:
     split = ds.split(dc.labeled, dc.val)
 
     def load(names: List[str]) -> list:
-        vols = [ds.load(n) for n in names]
-        if dc.dataset == "nifti" and dc.downsample > 1:
-            vols = [D.downsample_volume(v, dc.downsample) for v in vols]
-        return vols
+        return [_prepare(D, ds.load(n), dc, downsample=dc.dataset == "nifti") for n in names]
 
     return DataBundle(
         labeled=load(split.labeled),
@@ -119,6 +116,13 @@ def load_data(cfg: Config) -> DataBundle:
         test_source=split.test_source,
         description=desc,
     )
+
+
+def _prepare(D, vol, dc, downsample: bool = True):
+    """Down-sample (when the loader has not) and normalise one volume as ``cfg.data`` says."""
+    if downsample and dc.downsample > 1:
+        vol = D.downsample_volume(vol, dc.downsample)
+    return D.normalize_volume(vol, dc.normalize)
 
 
 # ----------------------------------------------------------------------------- stage 2: SAM

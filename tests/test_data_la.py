@@ -199,3 +199,21 @@ def test_downsample_odd_shape_pads_edges():
     assert out.shape == (3, 2, 4) and np.all(out.image == 1) and np.all(out.label == 1)
     with pytest.raises(ValueError):
         downsample_volume(vol, 0)
+
+
+def test_zscore_normalisation_removes_the_stored_intensity_spread(la_dir):
+    """The stored LA volumes differ in mean/std (normalised before cropping); zscore equalises them."""
+    from sfr_teach.data import LADataset, normalize_volume, zscore
+
+    ds = LADataset(la_dir)
+    vols = [ds.load(n) for n in ds.train_names[:3] + ds.train_names[-3:]]
+    means = [float(v.image.mean()) for v in vols]
+    assert max(means) - min(means) > 0.5  # the spread the pipeline has to remove
+    for v in vols:
+        z = normalize_volume(v, "zscore")
+        assert abs(float(z.image.mean())) < 1e-4 and abs(float(z.image.std()) - 1) < 1e-4
+        np.testing.assert_array_equal(z.label, v.label)
+        assert normalize_volume(v, "none") is v
+    np.testing.assert_array_equal(zscore(np.full((4, 4, 4), 3.0)), np.zeros((4, 4, 4), np.float32))
+    with pytest.raises(ValueError, match="data.normalize"):
+        normalize_volume(vols[0], "minmax")

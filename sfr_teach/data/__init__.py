@@ -10,7 +10,8 @@ from importlib import import_module
 from typing import Any
 
 _EXPORTS = {
-    "volume": ("DataError", "MissingDataError", "Volume", "VolumeCache", "downsample_volume", "validate_volume"),
+    "volume": ("DataError", "MissingDataError", "Volume", "VolumeCache", "downsample_volume", "normalize_volume",
+               "validate_volume", "zscore"),
     "splits": ("Split", "make_split"),
     "la": ("LA_SPACING", "LADataset", "load_la_volume"),
     "download": ("DEFAULT_LA_URL", "DownloadError", "download_la", "fetch_file"),

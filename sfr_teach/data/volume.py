@@ -122,6 +122,27 @@ def _block_view(a: np.ndarray, factor: int, mode: str) -> np.ndarray:
     return a.reshape(h, factor, w, factor, d, factor)
 
 
+def zscore(image: np.ndarray) -> np.ndarray:
+    """``(image - mean) / std`` over the whole volume (float32; a constant image becomes 0).
+
+    The LA h5 files were normalised *before* they were cropped around the atrium, so the stored
+    volumes' mean / std vary a lot (e.g. 1.46 / 1.62 vs 0.05 / 0.31): a network trained on one
+    volume does not transfer to the others until each volume is re-normalised.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    std = float(image.std())
+    return ((image - float(image.mean())) / (std if std > 0 else 1.0)).astype(np.float32)
+
+
+def normalize_volume(vol: Volume, mode: str = "zscore") -> Volume:
+    """The volume with its image normalised: ``"zscore"`` per volume, or ``"none"`` (unchanged)."""
+    if mode == "none":
+        return vol
+    if mode != "zscore":
+        raise ValueError(f"unknown normalisation {mode!r}; choose 'zscore' or 'none' (data.normalize)")
+    return replace(vol, image=zscore(vol.image))
+
+
 def downsample_volume(vol: Volume, factor: int) -> Volume:
     """Shrink a volume by an integer ``factor`` along every axis.
 

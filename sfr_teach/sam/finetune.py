@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..data.volume import zscore
 from ..stitching import make_layout, stitch
 from .lora import set_trainable
 
@@ -77,18 +78,6 @@ def as_pair(vol: Any) -> Tuple[str, np.ndarray, Optional[np.ndarray]]:
         if label.shape != image.shape:
             raise ValueError(f"{name}: label shape {label.shape} differs from image shape {image.shape}")
     return name, image, label
-
-
-def zscore(image: np.ndarray) -> np.ndarray:
-    """``(image - mean) / std`` over the whole volume (float32; a constant image becomes 0).
-
-    The LA h5 files were normalised *before* they were cropped around the atrium, so their
-    mean / std vary a lot between volumes (e.g. 1.46 / 1.62 vs 0.09 / 0.42); SAM trained on one
-    volume does not transfer without re-normalising each volume (measured: Dice 0.20 -> see
-    benchmarks/sam_classroom_la.py)."""
-    image = np.asarray(image, dtype=np.float32)
-    std = float(image.std())
-    return ((image - float(image.mean())) / (std if std > 0 else 1.0)).astype(np.float32)
 
 
 def bezier_intensity(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
