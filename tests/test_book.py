@@ -45,6 +45,8 @@ def test_index_and_pages_exist(built):
     assert "<img" in intro and "pipeline.svg" in intro
     for page in ("results", "exercises", "glossary", "references"):
         assert (built / f"{page}.html").is_file()
+    results = (built / "results.html").read_text()
+    assert "mean_teacher" in results and "la_classroom_pseudo_labels" in results  # committed LA tables + figure
     refs = (built / "references.html").read_text().lower()
     for title in ("stitching, fine-tuning, re-training", "segment anything", "low-rank adaptation", "v-net",
                   "mean teachers are better role models", "magicnet", "left atrium"):
