@@ -58,6 +58,13 @@ def _plt():
     return plt
 
 
+
+def _figure_and_axes(ax, figsize):
+    """``(fig, ax)``: the given axes and their figure, or a new single-axes figure of ``figsize``."""
+    if ax is None:
+        return _plt().subplots(figsize=figsize)
+    return ax.figure, ax
+
 def _np(x: Any) -> np.ndarray:
     """numpy view of an array or (cpu / cuda) torch tensor."""
     if hasattr(x, "detach"):
@@ -156,10 +163,7 @@ def show_mosaic(
     m = _np(mosaic)
     if m.ndim != 2:
         raise ValueError(f"show_mosaic: expected a 2D mosaic (S, S), got shape {m.shape}; stitch one volume first")
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(6.5, 6.5))
-    else:
-        fig = ax.figure
+    fig, ax = _figure_and_axes(ax, (6.5, 6.5))
     ax.imshow(m, cmap=cmap, interpolation="nearest")
     if label is not None:
         lab = _np(label)
@@ -229,10 +233,7 @@ def overlay(
     img = _np(image_slice)
     if img.ndim != 2:
         raise ValueError(f"overlay: expected one 2D slice (H, W), got shape {img.shape}; use volume[:, :, k]")
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    else:
-        fig = ax.figure
+    fig, ax = _figure_and_axes(ax, (4.5, 4.5))
     ax.imshow(img, cmap="gray", interpolation="nearest")
     handles = []
     for mask, color, name, style in ((label, GT_COLOR, label_name, "-"), (pred, PRED_COLOR, pred_name, "--")):
@@ -340,10 +341,7 @@ def plot_dice_vs_confidence(
     c, d = np.asarray(conf, dtype=float), np.asarray(dice, dtype=float)
     if c.shape != d.shape or c.ndim != 1:
         raise ValueError(f"plot_dice_vs_confidence: conf and dice must be 1D and equally long, got {c.shape} and {d.shape}")
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(5.5, 4.2))
-    else:
-        fig = ax.figure
+    fig, ax = _figure_and_axes(ax, (5.5, 4.2))
     high = c >= tau
     ax.scatter(c[high], d[high], color="#1f77b4", label=f"high confidence (>= tau): {int(high.sum())}")
     ax.scatter(c[~high], d[~high], color="#ff7f0e", label=f"low confidence (< tau): {int((~high).sum())}")
@@ -475,10 +473,7 @@ def plot_case_bars(
         raise KeyError(f"plot_case_bars: metric {metric!r} missing from some rows; row keys: {sorted(rows[0])}")
     groups = [None] if group_key is None else list(dict.fromkeys(r[group_key] for r in rows))
     names = list(dict.fromkeys(str(r[name_key]) for r in rows))
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(max(5.0, 0.45 * len(names) * len(groups) + 2), 3.8))
-    else:
-        fig = ax.figure
+    fig, ax = _figure_and_axes(ax, (max(5.0, 0.45 * len(names) * len(groups) + 2), 3.8))
     width = 0.8 / len(groups)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for gi, g in enumerate(groups):
