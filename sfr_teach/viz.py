@@ -58,12 +58,12 @@ def _plt():
     return plt
 
 
-
 def _figure_and_axes(ax, figsize):
     """``(fig, ax)``: the given axes and their figure, or a new single-axes figure of ``figsize``."""
     if ax is None:
         return _plt().subplots(figsize=figsize)
     return ax.figure, ax
+
 
 def _np(x: Any) -> np.ndarray:
     """numpy view of an array or (cpu / cuda) torch tensor."""
