@@ -822,6 +822,20 @@ if dice_key and "method" in classroom_rows[0]:
             for r in classroom_rows if as_float(r[dice_key]) is not None]
     viz.plot_case_bars(rows, "Dice", group_key="variant", title="classroom preset: mean test Dice per method");
 """),
+    md("## How good were the classroom pseudo-labels?\n\nOne SAM fine-tuning (the `mt_sfr` row) labelled the 63 unlabelled "
+       "LA volumes; each dot is a volume, its confidence (mean max probability) against its Dice with the hidden ground "
+       "truth. SFR+ keeps the volumes right of the threshold for a second fine-tuning."),
+    code("""
+from IPython.display import Image
+png = results / "la_classroom_pseudo_labels.png"
+if png.is_file():
+    display(Image(filename=str(png)))
+    pl_rows = list(csv.DictReader(open(results / "la_classroom_pseudo_labels.csv")))
+    print(f"{len(pl_rows)} volumes; confidence {min(float(r['confidence']) for r in pl_rows):.3f}"
+          f"-{max(float(r['confidence']) for r in pl_rows):.3f}")
+else:
+    print(f"{png} is not in this checkout yet (scripts/plot_pseudo_label_confidence.py makes it)")
+"""),
     md("## This session's runs\n\nThe re-training lessons (05-10) stored their evaluations in the shared results folder; "
        "here they are side by side (preset and data as stated at the top of this page)."),
     code("""
