@@ -97,13 +97,13 @@ def load_data(cfg: Config) -> DataBundle:
     if dc.dataset == "la":
         ds = D.LADataset(dc.data_dir, downsample=dc.downsample, num_classes=dc.num_classes)
         desc = f"LA h5 from {dc.data_dir}" + (f", downsampled x{dc.downsample}" if dc.downsample > 1 else "")
-        desc += ", z-scored per volume" if dc.normalize == "zscore" else ""
     elif dc.dataset == "nifti":
         ds = D.NiftiDataset(dc.data_dir, num_classes=dc.num_classes)
         desc = f"NIfTI pairs from {dc.data_dir}"
     else:
         raise ValueError(f"unknown data.dataset {dc.dataset!r}; choose synthetic, la or nifti")
     split = ds.split(dc.labeled, dc.val)
+    desc += ", z-scored per volume" if dc.normalize == "zscore" else ""
 
     def load(names: List[str]) -> list:
         return [_prepare(D, ds.load(n), dc, downsample=dc.dataset == "nifti") for n in names]
@@ -207,16 +207,22 @@ def run_sfr_plus(cfg: Config, segmenter, data: DataBundle, pseudo_labels: list, 
 
 
 def online_pseudo_label_fn(cfg: Config, segmenter, device=None) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The official code's online mode: SAM predicts each unlabelled training crop, every iteration."""
+    """The official code's online mode: SAM predicts each unlabelled training crop, every iteration.
+
+    Crops of volumes already z-scored on load (``data.normalize="zscore"``) go to SAM as they are, as in
+    fine-tuning; with ``data.normalize="none"`` each crop is z-scored on its own (an approximation).
+    """
     from .sam.predict import predict_volume
 
     device = device or resolve_device(cfg.device)
+    per_crop_zscore = cfg.data.normalize == "none"
 
     @torch.no_grad()
     def fn(images: torch.Tensor) -> torch.Tensor:  # (B,1,h,w,d) -> (B,h,w,d)
         out = []
         for img in images[:, 0].detach().float().cpu().numpy():
-            label, _ = predict_volume(segmenter, img, img.shape, cfg.sam.image_size, device=device)
+            label, _ = predict_volume(segmenter, img, img.shape, cfg.sam.image_size, device=device,
+                                      normalize=per_crop_zscore)
             out.append(torch.from_numpy(label.astype(np.int64)))
         return torch.stack(out).to(images.device)
 

@@ -70,3 +70,17 @@ def test_cli_run_sfr_plus(tmp_path, capsys):
     assert prov["variant"] == "SFR+"
     sel = json.loads((out / "sfr_plus" / "selection.json").read_text())
     assert set(sel["high"]) | set(sel["low"]) == set(json.loads((out / "provenance.json").read_text())["names"]["unlabeled"])
+
+
+def test_online_pseudo_labels_run_sam_on_every_crop(sfr_run, tmp_path):
+    """--pseudo-labels online: the trainer calls SAM on each unlabelled crop; the SFR term is logged."""
+    import csv
+
+    cfg, _ = sfr_run
+    out = tmp_path / "online"
+    cfg2 = get_config("smoke", {"out_dir": str(out), "sam_from": cfg.out_dir, "retrain.sfr": True,
+                                "retrain.pseudo_labels": "online", "retrain.steps": 6, "retrain.log_every": 1})
+    res = run_pipeline(cfg2)
+    assert res["summary"]["pseudo_labels"] == "online"
+    rows = list(csv.DictReader(open(out / "retrain" / "log.csv")))
+    assert len(rows) == 6 and all(float(r["loss_sfr"]) > 0 for r in rows)
