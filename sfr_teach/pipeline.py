@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,12 +55,6 @@ class DataBundle:
 
     def names(self) -> Dict[str, List[str]]:
         return {k: [v.name for v in getattr(self, k)] for k in ("labeled", "unlabeled", "test")}
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
 
 
 # ----------------------------------------------------------------------------- data
@@ -286,6 +279,8 @@ def run_pipeline(cfg: Config, sfr_plus: bool = False) -> Dict[str, Any]:
         torch.set_num_threads(cfg.num_threads)
     if sfr_plus:
         cfg.retrain.sfr = True
+    from .ssl.trainer import seed_everything
+
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     out = Path(cfg.out_dir)

@@ -110,7 +110,8 @@ def prepare_samples(labeled: Sequence, unlabeled: Sequence, num_classes: int):
     return lab, unl
 
 
-def _seed_all(seed: int) -> None:
+def seed_everything(seed: int) -> None:
+    """Seed Python's, numpy's and torch's global generators (used by the pipeline too)."""
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
@@ -217,7 +218,7 @@ def train(
             _where(f"retrain.sfr with precomputed pseudo-labels but unlabelled volumes {missing[:5]} have none; "
                    "pass (image, pseudo_label) pairs, or set retrain.pseudo_labels='online' with pseudo_label_fn")
         )
-    _seed_all(seed)
+    seed_everything(seed)
     student = build_net("vnet", n_classes=num_classes, n_filters=cfg.n_filters, has_dropout=cfg.dropout).to(dev)
     fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
     student = student.to(memory_format=fmt)
