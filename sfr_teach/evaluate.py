@@ -33,7 +33,6 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .metrics import METRICS, case_metrics, format_mean_std, summarize
 

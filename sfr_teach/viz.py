@@ -18,7 +18,7 @@ import csv
 import os
 import sys
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -159,7 +159,6 @@ def show_mosaic(
     (no slice, filled with zeros) are hatched. ``label`` (a stitched label, ``(S, S)``) is drawn
     as a green contour. Returns the Figure.
     """
-    plt = _plt()
     m = _np(mosaic)
     if m.ndim != 2:
         raise ValueError(f"show_mosaic: expected a 2D mosaic (S, S), got shape {m.shape}; stitch one volume first")
@@ -227,7 +226,6 @@ def overlay(
 
     Both masks are ``(H, W)`` class maps; the legend names them (only those given). Returns the Figure.
     """
-    plt = _plt()
     from matplotlib.lines import Line2D
 
     img = _np(image_slice)
@@ -337,7 +335,6 @@ def plot_dice_vs_confidence(
     them to SAM's fine-tuning set; the others (orange) go to re-training. The legend gives both
     counts and the Pearson correlation; ``names`` label the dots (up to 15 volumes). Returns the Figure.
     """
-    plt = _plt()
     c, d = np.asarray(conf, dtype=float), np.asarray(dice, dtype=float)
     if c.shape != d.shape or c.ndim != 1:
         raise ValueError(f"plot_dice_vs_confidence: conf and dice must be 1D and equally long, got {c.shape} and {d.shape}")
@@ -393,7 +390,6 @@ def plot_curves(history: Any, keys: Optional[Sequence[str]] = None, x: str = "st
     every k steps) plot fine. ``x`` is the column on the x axis (row index when absent).
     Returns the Figure.
     """
-    plt = _plt()
     rows = _read_history(history)
     if not rows:
         raise ValueError("plot_curves: the history is empty; nothing was logged yet")
@@ -427,7 +423,6 @@ def plot_curves_compare(
     :func:`plot_curves` accepts. A run that did not log a key is left out of that panel.
     Returns the Figure.
     """
-    plt = _plt()
     runs = {name: _read_history(h) for name, h in histories.items()}
     if not runs:
         raise ValueError("plot_curves_compare: no runs given")
