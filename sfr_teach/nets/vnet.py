@@ -15,10 +15,15 @@ Shapes::
 
 Stages (F = n_filters): encoder ConvBlocks of 1, 2, 3, 3, 3 convolutions at F, 2F, 4F, 8F, 16F
 channels; decoder ConvBlocks of 3, 3, 2, 1 convolutions back to F; skip = element-wise sum.
+
+Checkpoints trained with the UA-MT / SSL4MIS code load with ``VNet(...).load_reference(path)``
+(their parameter names hold one more level, ``block_one.conv.0.weight`` for our ``block_one.0.weight``).
 """
 from __future__ import annotations
 
-from typing import Dict, Tuple, Union
+import re
+from pathlib import Path
+from typing import Dict, Mapping, Tuple, Union
 
 import torch
 from torch import nn
@@ -90,6 +95,7 @@ class VNet(nn.Module):
         if normalization not in NORMALIZATIONS:
             _norm(normalization, 1)  # raises the clear error
         self.n_channels, self.n_classes, self.n_filters = n_channels, n_classes, n_filters
+        self.normalization = normalization
         self.has_dropout = has_dropout
         f, nm = n_filters, normalization
         # encoder
@@ -137,6 +143,40 @@ class VNet(nn.Module):
             x = self.dropout(x)
         return x
 
+    def load_reference(self, source: Union[str, Path, Mapping[str, torch.Tensor]]) -> "VNet":
+        """Load a UA-MT / SSL4MIS ``VNet`` checkpoint (or one of ours) into this network; returns ``self``.
+
+        ``source``: a ``.pth`` path (``torch.save(model.state_dict())``, optionally wrapped in
+        ``{"state_dict": ...}`` / ``{"model": ...}`` or saved from ``nn.DataParallel``) or a state dict.
+        Their blocks hold an ``nn.Sequential`` named ``conv`` (``block_one.conv.0.weight``); ours are
+        the ``Sequential`` itself (``block_one.0.weight``): :func:`reference_to_vnet_names` renames,
+        then every name and shape is checked. Build this VNet as theirs was built (LA:
+        ``VNet(n_channels=1, n_classes=2, n_filters=16, normalization="batchnorm")``); a mismatch
+        raises ``ValueError`` listing the missing, unexpected and mis-shaped names and the sizes
+        the file was made with.
+        """
+        what, state = _read_state(source)
+        state = reference_to_vnet_names(state)
+        own = self.state_dict()
+        # checkpoints older than PyTorch 0.4.1 have no BatchNorm step counter: keep ours (unused in eval)
+        missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
+        unexpected = [k for k in state if k not in own]
+        shapes = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+                  for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+        if missing or unexpected or shapes:
+            parts = [f"{label} ({len(items)}): {', '.join(items[:4])}"
+                     + (f" and {len(items) - 4} more" if len(items) > 4 else "")
+                     for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes))
+                     if items]
+            mine = (f"VNet(n_channels={self.n_channels}, n_classes={self.n_classes}, n_filters={self.n_filters}, "
+                    f"normalization={self.normalization!r})")
+            raise ValueError(
+                f"sfr_teach/nets/vnet.py: {what} does not fit {mine}: {'; '.join(parts)}. "
+                f"The file looks like {_describe_state(state)}: build the VNet with those arguments"
+            )
+        self.load_state_dict({k: state.get(k, v) for k, v in own.items()})
+        return self
+
     def forward(
         self, x: torch.Tensor, return_features: bool = False
     ) -> Union[torch.Tensor, Tuple[torch.Tensor, Dict[str, torch.Tensor]]]:
@@ -161,6 +201,63 @@ def _check_input(x: torch.Tensor, n_channels: int) -> None:
             f"sfr_teach/nets/vnet.py: VNet needs H, W, D divisible by 16 (four 2x down-samplings), got "
             f"{tuple(x.shape[2:])}; use a patch size such as {good} (e.g. retrain.patch_size / eval.patch_size)"
         )
+
+
+_REFERENCE_BLOCK = re.compile(r"^(block_[a-z]+(?:_dw|_up)?)\.conv\.(\d+)\.")
+
+
+def reference_to_vnet_names(state: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """UA-MT / SSL4MIS parameter names -> ours; names already ours pass through unchanged.
+
+    ``block_one.conv.0.weight`` -> ``block_one.0.weight`` (likewise ``*_dw`` / ``*_up`` blocks and
+    BatchNorm's ``conv.1.running_mean``...); ``out_conv.*`` is the same in both; a ``module.``
+    prefix (``nn.DataParallel``) is dropped.
+    """
+    out: Dict[str, torch.Tensor] = {}
+    for k, v in state.items():
+        k = k[len("module."):] if k.startswith("module.") else k
+        out[_REFERENCE_BLOCK.sub(r"\1.\2.", k)] = v
+    return out
+
+
+def _read_state(source: Union[str, Path, Mapping[str, torch.Tensor]]) -> Tuple[str, Dict[str, torch.Tensor]]:
+    """(description, state dict) from a path or a mapping; unwraps {"state_dict"|"model"|"net": ...}."""
+    if isinstance(source, Mapping):
+        what, state = "the state dict", source
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path}: V-Net checkpoint not found; pass the .pth saved by the UA-MT / SSL4MIS training "
+                "script (e.g. its best_model.pth) or a state dict"
+            )
+        what = str(path)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 -- any unpickling error means an unusable file
+            raise ValueError(f"{path}: cannot read the checkpoint ({e}); re-download or re-save it") from e
+    for key in ("state_dict", "model", "net"):
+        if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
+            state = state[key]
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{what}: not a state dict of tensors (found {type(state).__name__}); "
+                         "save it with torch.save(model.state_dict(), path)")
+    return what, dict(state)
+
+
+def _describe_state(state: Mapping[str, torch.Tensor]) -> str:
+    """The constructor arguments a (renamed) V-Net state dict was made with, as far as shapes tell."""
+    first, out = state.get("block_one.0.weight"), state.get("out_conv.weight")
+    if first is None or out is None or first.ndim != 5 or out.ndim != 5:
+        return "no V-Net (block_one.0.weight / out_conv.weight missing or not 3D convolutions)"
+    if "block_one.1.running_mean" in state:
+        norm = "batchnorm"
+    elif "block_one.1.weight" in state:
+        norm = "groupnorm"
+    else:
+        norm = "instancenorm" if "block_two.3.weight" in state else "none"
+    return (f"VNet(n_channels={first.shape[1]}, n_classes={out.shape[0]}, n_filters={first.shape[0]}, "
+            f"normalization={norm!r})")
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
