@@ -32,8 +32,9 @@ import torch.nn.functional as F
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
 from .model import SamSegmenter
+from .registry import SAM_MODELS, CheckpointError
 
-__all__ = ["VIT_SPECS", "CHECKPOINT_URLS", "CheckpointError", "build_sam", "build_from_config", "load_sam_checkpoint"]
+__all__ = ["SAM_MODELS", "VIT_SPECS", "CHECKPOINT_URLS", "CheckpointError", "build_sam", "build_from_config", "load_sam_checkpoint"]
 
 #: encoder hyper-parameters of the official models (segment_anything/build_sam.py)
 VIT_SPECS: Dict[str, Dict[str, Any]] = {
@@ -48,10 +49,6 @@ CHECKPOINT_URLS = {
 }
 PROMPT_DIM = 256  # SAM's prompt / mask-decoder width
 OFFICIAL_SIZE = 1024
-
-
-class CheckpointError(ValueError):
-    """A SAM checkpoint that is missing, unreadable or for another model type."""
 
 
 def _make_sam(
@@ -227,6 +224,8 @@ def build_sam(
             ``global_attn_indexes`` ((1, 3)), ``window_size`` (8), ``patch_size`` (8),
             ``decoder_mlp_dim`` (2048, the standard decoder), ``decoder_heads`` (8).
     """
+    if model_type not in SAM_MODELS:
+        raise ValueError(f"unknown SAM model_type {model_type!r}; choose one of {', '.join(SAM_MODELS)}")
     gen_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
@@ -250,7 +249,7 @@ def build_sam(
             if checkpoint is not None:
                 load_sam_checkpoint(sam, checkpoint, model_type)
         else:
-            raise ValueError(f"unknown SAM model_type {model_type!r}; choose tiny, vit_b, vit_l or vit_h")
+            raise NotImplementedError(f"SAM model_type {model_type!r} is in registry.SAM_MODELS but build_sam has no branch for it")
     finally:
         torch.random.set_rng_state(gen_state)
     return SamSegmenter(sam, num_classes=num_classes, model_type=model_type)
