@@ -27,7 +27,7 @@ PRESETS = ("smoke", "classroom", "paper")
 @dataclass
 class DataConfig:
     dataset: str = "synthetic"  # synthetic | la | nifti
-    data_dir: Optional[str] = None
+    data_dir: Optional[str] = None  # LA: None -> $SFR_LA_DIR, else data/LA (sfr_teach.data.resolve_la_dir)
     labeled: int = 1  # "N labelled" = the first N names of train.list
     val: int = 16  # validation split = last K of train.list when test.list is absent
     num_classes: int = 2  # background included
@@ -160,7 +160,6 @@ _PRESET_OVERRIDES: Dict[str, Dict[str, Any]] = {
         "out_dir": "runs/classroom",
         "num_threads": 2,
         "data.dataset": "la",
-        "data.data_dir": "data/LA",
         "data.downsample": 2,
         "data.val": 16,
         "sam.image_size": 448,
@@ -190,7 +189,6 @@ _PRESET_OVERRIDES: Dict[str, Dict[str, Any]] = {
     "paper": {
         "out_dir": "runs/paper",
         "data.dataset": "la",
-        "data.data_dir": "data/LA",
         "sam.model_type": "vit_b",
         "sam.checkpoint": "checkpoints/sam_vit_b_01ec64.pth",
         "sam.image_size": 1024,

@@ -85,14 +85,13 @@ def load_data(cfg: Config) -> DataBundle:
             description=f"synthetic {kind} phantoms {tuple(dc.synthetic_shape)}, seed {cfg.seed}",
         )
 
-    if dc.data_dir is None:
-        raise ValueError(f"data.dataset={dc.dataset!r} needs data.data_dir (--data-dir)")
+    root = data_dir(cfg)
     if dc.dataset == "la":
-        ds = D.LADataset(dc.data_dir, downsample=dc.downsample, num_classes=dc.num_classes)
-        desc = f"LA h5 from {dc.data_dir}" + (f", downsampled x{dc.downsample}" if dc.downsample > 1 else "")
+        ds = D.LADataset(root, downsample=dc.downsample, num_classes=dc.num_classes)
+        desc = f"LA h5 from {root}" + (f", downsampled x{dc.downsample}" if dc.downsample > 1 else "")
     elif dc.dataset == "nifti":
-        ds = D.NiftiDataset(dc.data_dir, num_classes=dc.num_classes)
-        desc = f"NIfTI pairs from {dc.data_dir}"
+        ds = D.NiftiDataset(root, num_classes=dc.num_classes)
+        desc = f"NIfTI pairs from {root}"
     else:
         raise ValueError(f"unknown data.dataset {dc.dataset!r}; choose synthetic, la or nifti")
     split = ds.split(dc.labeled, dc.val)
@@ -109,6 +108,24 @@ def load_data(cfg: Config) -> DataBundle:
         test_source=split.test_source,
         description=desc,
     )
+
+
+def data_dir(cfg: Config) -> Optional[str]:
+    """The data folder of ``cfg.data`` as results files write it (None for synthetic data).
+
+    LA: :func:`~sfr_teach.data.resolve_la_dir` (``data.data_dir``, else ``$SFR_LA_DIR``, else
+    ``data/LA``); NIfTI needs ``data.data_dir``. Relative paths stay as given, absolute ones become
+    relative to the working directory (:func:`~sfr_teach.data.portable_path`), so no results file
+    carries a machine's absolute path.
+    """
+    from .data import portable_path, resolve_la_dir
+
+    dc = cfg.data
+    if dc.dataset == "la":
+        return portable_path(resolve_la_dir(dc.data_dir))
+    if dc.dataset == "nifti" and dc.data_dir is None:
+        raise ValueError("data.dataset='nifti' needs data.data_dir (--data-dir): the folder holding imagesTr/")
+    return None if dc.data_dir is None else portable_path(dc.data_dir)
 
 
 def _prepare(D, vol, dc, downsample: bool = True):
@@ -285,6 +302,8 @@ def run_pipeline(cfg: Config, sfr_plus: bool = False) -> Dict[str, Any]:
     device = resolve_device(cfg.device)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if cfg.data.dataset != "synthetic":
+        cfg.data.data_dir = data_dir(cfg)  # config.json names the folder that was read, never an absolute path
     cfg.save(out / "config.json")
 
     data = load_data(cfg)

@@ -1,4 +1,5 @@
-"""Data: volumes, loaders (LA h5, NIfTI), synthetic phantoms, splits, transforms, samplers, download.
+"""Data: volumes, loaders (LA h5, NIfTI), synthetic phantoms, splits, transforms, samplers, download,
+and where the data lives (:func:`resolve_la_dir`, :func:`portable_path`).
 
 Data knows no model and no method: everything here returns numpy volumes (:class:`Volume`),
 name lists (:class:`Split`), transform pipelines or index batches.
@@ -19,6 +20,7 @@ _EXPORTS = {
     "synthetic": ("make_phantom", "smooth_noise", "synthetic_dataset"),
     "transforms": ("PlainCompose", "center_crop_or_pad", "crop_around_label", "to_channel_first", "train_transform", "volume_to_sample"),
     "sampler": ("TwoStreamBatchSampler", "infinite_batches"),
+    "paths": ("portable_path", "resolve_la_dir"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)
