@@ -381,11 +381,45 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def _write_figures(out: Path, result, table, pseudo, data: DataBundle, tau: float) -> None:
-    """Training curves, per-case Dice, Dice vs confidence, a pseudo-label overlay (``viz`` owns matplotlib)."""
-    if os.environ.get("SFR_NO_FIGURES"):
-        return
+_CURVE_KEYS = ("loss", "loss_sup", "loss_cons", "loss_sfr", "dice", "lr")
+
+
+def write_figures(figdir: Path, history: Optional[List[Dict[str, float]]], rows: List[Dict[str, Any]],
+                  pseudo: Optional[list], data: Optional[DataBundle], tau: float) -> List[Path]:
+    """A results folder's PNGs, drawn by :mod:`sfr_teach.viz` (which alone imports matplotlib).
+
+    ``curves.png`` (the training ``history``: list of dicts), ``dice_per_case.png`` (metrics ``rows``),
+    ``dice_vs_confidence.png`` (pseudo-labels that know their Dice against the hidden ground truth,
+    at least two) and ``pseudo_label_overlay.png`` (the first pseudo-labelled volume of
+    ``data.unlabeled``). A figure whose input is missing is skipped. Returns the written paths.
+    """
     from . import viz
 
-    viz.save_run_figures(out / "figures", history=result.history, rows=table.rows, pseudo_labels=pseudo,
-                         data=data, tau=tau)
+    figdir = Path(figdir)
+    written: List[Path] = []
+    if history:
+        keys = [k for k in _CURVE_KEYS if any(k in r for r in history)]
+        fig = viz.plot_curves(history, keys or None, x="iter" if "iter" in history[0] else "step")
+        written.append(viz.save_figure(fig, figdir / "curves.png"))
+    if rows and "dice" in rows[0]:
+        written.append(viz.save_figure(viz.plot_case_bars(rows, "dice"), figdir / "dice_per_case.png"))
+    scored = [p for p in pseudo or [] if p.dice is not None]
+    if len(scored) >= 2:
+        fig = viz.plot_dice_vs_confidence([p.confidence for p in scored], [p.dice for p in scored], tau,
+                                          names=[p.name for p in scored])
+        written.append(viz.save_figure(fig, figdir / "dice_vs_confidence.png"))
+    vols = {v.name: v for v in data.unlabeled} if data is not None else {}
+    first = next((p for p in pseudo or [] if p.name in vols), None)
+    if first is not None:
+        v = vols[first.name]
+        fig = viz.plot_volume_overlays(v.image, v.label, first.label, slices=4, pred_name="pseudo-label",
+                                       title=f"{first.name}: pseudo-label (red) vs ground truth (green)")
+        written.append(viz.save_figure(fig, figdir / "pseudo_label_overlay.png"))
+    return written
+
+
+def _write_figures(out: Path, result, table, pseudo, data: DataBundle, tau: float) -> None:
+    """The run's figures under ``out/figures`` unless ``$SFR_NO_FIGURES`` is set."""
+    if os.environ.get("SFR_NO_FIGURES"):
+        return
+    write_figures(out / "figures", result.history, table.rows, pseudo, data, tau)

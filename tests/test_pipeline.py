@@ -84,3 +84,36 @@ def test_online_pseudo_labels_run_sam_on_every_crop(sfr_run, tmp_path):
     assert res["summary"]["pseudo_labels"] == "online"
     rows = list(csv.DictReader(open(out / "retrain" / "log.csv")))
     assert len(rows) == 6 and all(float(r["loss_sfr"]) > 0 for r in rows)
+
+
+def test_write_figures_draws_the_run_pngs(sfr_run, tmp_path):
+    from sfr_teach.pipeline import write_figures
+
+    cfg, res = sfr_run
+    history = [{"iter": i, "loss": 1.0 / (i + 1), "loss_sfr": 0.5, "lr": 0.01} for i in range(5)]
+    paths = write_figures(tmp_path / "figures", history, res["table"].rows, res["pseudo_labels"], res["data"],
+                          cfg.sam.tau)
+    assert sorted(p.name for p in paths) == ["curves.png", "dice_per_case.png", "dice_vs_confidence.png",
+                                              "pseudo_label_overlay.png"]
+    assert all(p.parent == tmp_path / "figures" and p.read_bytes()[:4] == b"\x89PNG" for p in paths)
+    # a baseline run (no pseudo-labels) gets the curves and the per-case bars only
+    paths = write_figures(tmp_path / "base", history, res["table"].rows, None, res["data"], cfg.sam.tau)
+    assert sorted(p.name for p in paths) == ["curves.png", "dice_per_case.png"]
+
+
+def test_data_dir_is_stored_relative_never_absolute(tmp_path, monkeypatch):
+    from sfr_teach.pipeline import data_dir
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SFR_LA_DIR", raising=False)
+    cfg = get_config("classroom")
+    assert cfg.data.data_dir is None and data_dir(cfg) == "data/LA"  # the resolver's default
+    monkeypatch.setenv("SFR_LA_DIR", str(tmp_path.parent / "shared" / "LA"))
+    assert data_dir(cfg) == "../shared/LA"  # absolute, made relative to the working directory
+    cfg.data.data_dir = "my/LA"
+    assert data_dir(cfg) == "my/LA"  # as given
+    cfg.data.dataset = "nifti"
+    cfg.data.data_dir = None
+    with pytest.raises(ValueError, match="needs data.data_dir"):
+        data_dir(cfg)
+    assert data_dir(get_config("smoke")) is None

@@ -167,17 +167,29 @@ def test_animate_slices_embeds_one_frame_per_slice(vol):
     assert len(html.frames) <= 4
 
 
-def test_save_run_figures_writes_the_pngs(tmp_path, vol):
-    from types import SimpleNamespace
+def test_save_figure_writes_a_png_of_the_figure_size_and_closes_it(tmp_path):
+    import matplotlib.pyplot as plt
 
-    img, lab = vol
-    pls = [SimpleNamespace(name=f"v{i}", label=lab, confidence=0.98 + 0.005 * i, dice=0.5 + 0.1 * i) for i in range(3)]
-    data = SimpleNamespace(unlabeled=[SimpleNamespace(name="v0", image=img, label=lab)])
-    paths = viz.save_run_figures(tmp_path, history=[{"step": 1, "loss": 1.0}, {"step": 2, "loss": 0.5}],
-                                 rows=[{"name": "a", "dice": 0.7}], pseudo_labels=pls, data=data)
-    assert sorted(p.name for p in paths) == ["curves.png", "dice_per_case.png", "dice_vs_confidence.png",
-                                              "pseudo_label_overlay.png"]
-    assert all(p.stat().st_size > 1000 and p.read_bytes()[:4] == b"\x89PNG" for p in paths)
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.imshow(np.zeros((8, 8)))
+    path = viz.save_figure(fig, tmp_path / "sub" / "a.png", dpi=50)
+    assert path == tmp_path / "sub" / "a.png"
+    head = path.read_bytes()[:24]
+    assert head[:4] == b"\x89PNG"
+    width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    assert 0 < width <= 4 * 50 and 0 < height <= 3 * 50  # tight bounding box: at most the figure
+    assert fig.number not in plt.get_fignums()
+
+
+def test_viz_splits_static_figures_from_interactive_viewers():
+    from sfr_teach.viz import figures, interactive
+
+    assert viz.slice_viewer is interactive.slice_viewer and viz.animate_slices is interactive.animate_slices
+    assert viz.overlay is figures.overlay and viz.plot_curves is figures.plot_curves
+    assert not hasattr(viz, "save_run_figures")  # the pipeline writes its own figures
+    assert set(viz.__all__) == set(figures.__all__) | set(interactive.__all__)
+    src = open(figures.__file__).read()
+    assert "ipywidgets" not in src and "IPython" not in src
 
 
 def test_many_curves_wrap_to_rows():

@@ -1,11 +1,10 @@
-"""Figures for the lessons: slices, mosaics, overlays, confidence, curves, bars, a slice viewer.
+"""Static figures: slices, mosaics, overlays, confidence, curves, bars (each returns a Figure).
 
-This is the only module of ``sfr_teach`` that imports matplotlib (compute modules never do). It
-is imported lazily, and on a machine without a display (CI, a server) the non-interactive
-``Agg`` backend is selected, so every function works headless. Every plotting function returns
-its :class:`matplotlib.figure.Figure` (in a notebook the figure is shown once, as the cell's
-result); :func:`slice_viewer` returns an ipywidgets widget (live kernels only) and
-:func:`animate_slices` a self-contained JavaScript animation that also plays in the built book.
+Only :mod:`sfr_teach.viz` imports matplotlib (compute modules never do). pyplot is imported lazily,
+and on a machine without a display (CI, a server) the non-interactive ``Agg`` backend is selected,
+so every function works headless. Every plotting function returns its
+:class:`matplotlib.figure.Figure` (in a notebook the figure is shown once, as the cell's result);
+:func:`save_figure` writes one as PNG and closes it.
 
 Conventions: volumes are ``(H, W, D)`` arrays with the slicing axis last; probabilities are
 ``(C, H, W, D)``; a slice is shown with ``imshow(volume[:, :, k])`` (row = H, column = W).
@@ -33,10 +32,8 @@ __all__ = [
     "plot_curves",
     "plot_curves_compare",
     "plot_case_bars",
-    "slice_viewer",
-    "animate_slices",
     "pick_slices",
-    "save_run_figures",
+    "save_figure",
 ]
 
 GT_COLOR = "#2ca02c"  # green
@@ -496,146 +493,10 @@ def plot_case_bars(
     return fig
 
 
-def slice_viewer(image: Any, label: Any = None, pred: Any = None, start: Optional[int] = None):
-    """Interactive viewer for a live kernel: an ``IntSlider`` over the slices and the overlay below.
-
-    Returns an ``ipywidgets.VBox`` (slider, output). In a static page (the built book) widgets do
-    not run; use :func:`animate_slices` or :func:`montage` there.
-    """
-    import ipywidgets as widgets
-
-    plt = _plt()
-    img = _check_volume(image, "slice_viewer: image")
-    depth = img.shape[2]
-    slider = widgets.IntSlider(
-        value=depth // 2 if start is None else int(start), min=0, max=depth - 1, step=1, description="slice",
-        continuous_update=False,
-    )
-    out = widgets.Output()
-
-    def draw(k: int) -> None:
-        out.clear_output(wait=True)
-        with out:
-            fig = overlay(
-                img[:, :, k],
-                None if label is None else _np(label)[:, :, k],
-                None if pred is None else _np(pred)[:, :, k],
-                title=f"slice {k} / {depth - 1}",
-            )
-            if "ipykernel" in sys.modules:
-                from IPython.display import display
-
-                display(fig)
-            plt.close(fig)
-
-    slider.observe(lambda change: draw(change["new"]), names="value")
-    draw(slider.value)
-    box = widgets.VBox([slider, out])
-    box.slider, box.output = slider, out  # handy for tests and students
-    return box
-
-
-def animate_slices(
-    image: Any,
-    label: Any = None,
-    pred: Any = None,
-    step: int = 1,
-    interval: int = 150,
-    max_frames: int = 40,
-):
-    """A JavaScript animation through the slices (play / pause / scrub), static-HTML safe.
-
-    Uses matplotlib's ``FuncAnimation(...).to_jshtml()``: the frames are embedded as PNGs, so
-    it plays in the built book without a kernel. With a ``label`` (else ``pred``) it plays through
-    the slices that contain the structure. At most ``max_frames`` frames (``step`` is raised when
-    needed). Returns an ``IPython.display.HTML`` object (``.data`` is the HTML;
-    ``.frames`` the slice indices shown).
-    """
-    plt = _plt()
-    from IPython.display import HTML
-    from matplotlib.animation import FuncAnimation
-
-    img = _check_volume(image, "animate_slices: image")
-    depth = img.shape[2]
-    lo, hi = 0, depth - 1
-    mask = label if label is not None else pred
-    if mask is not None:  # play through the slices that hold the structure
-        fg = np.flatnonzero(_np(mask).reshape(-1, depth).any(axis=0))
-        if fg.size:
-            lo, hi = int(fg[0]), int(fg[-1])
-    step = max(int(step), int(np.ceil((hi - lo + 1) / max_frames)))
-    frames = list(range(lo, hi + 1, step))
-    fig = overlay(
-        img[:, :, frames[0]],
-        None if label is None else _np(label)[:, :, frames[0]],
-        None if pred is None else _np(pred)[:, :, frames[0]],
-        title=f"slice {frames[0]}",
-    )
-    ax = fig.axes[0]
-    fig.set_size_inches(3.6, 3.6)
-
-    def update(k: int):
-        for coll in list(ax.collections):
-            coll.remove()
-        ax.images[0].set_data(img[:, :, k])
-        for mask, color, style in ((label, GT_COLOR, "-"), (pred, PRED_COLOR, "--")):
-            if mask is not None:
-                _contours(ax, _np(mask)[:, :, k], color, style=style)
-        ax.set_title(f"slice {k}", fontsize=9)
-        return ax.images
-
-    anim = FuncAnimation(fig, update, frames=frames, interval=interval, blit=False)
-    html = HTML(anim.to_jshtml(default_mode="loop"))
-    plt.close(fig)
-    html.frames = frames
-    return html
-
-
-def save_run_figures(
-    figdir: Union[str, Path],
-    history: Any = None,
-    rows: Any = None,
-    pseudo_labels: Any = None,
-    data: Any = None,
-    model: Any = None,
-    tau: float = 0.985,
-) -> List[Path]:
-    """Write a results folder's pictures as PNG (used by :func:`sfr_teach.pipeline.run_pipeline`).
-
-    ``curves.png`` (every numeric key of the training ``history``), ``dice_per_case.png`` (metrics
-    ``rows``), ``dice_vs_confidence.png`` (pseudo-labels that know their Dice vs the hidden
-    ground truth) and ``pseudo_label_overlay.png`` (first pseudo-labelled volume in ``data``).
-    ``model`` is accepted for the pipeline's call and not used. Returns the written paths.
-    """
-    plt = _plt()
-    figdir = Path(figdir)
-    figdir.mkdir(parents=True, exist_ok=True)
-    written: List[Path] = []
-
-    def save(fig, name: str) -> None:
-        path = figdir / name
-        fig.savefig(path, dpi=90, bbox_inches="tight")
-        plt.close(fig)
-        written.append(path)
-
-    if history:
-        hist = _read_history(history)
-        keys = [k for k in ("loss", "loss_sup", "loss_cons", "loss_sfr", "dice", "lr") if any(k in r for r in hist)]
-        save(plot_curves(hist, keys or None, x="iter" if "iter" in hist[0] else "step"), "curves.png")
-    rows_list = list(getattr(rows, "rows", rows) or [])
-    if rows_list and "dice" in rows_list[0]:
-        save(plot_case_bars(rows_list, "dice"), "dice_per_case.png")
-    pls = list(pseudo_labels or [])
-    scored = [p for p in pls if getattr(p, "dice", None) is not None]
-    if len(scored) >= 2:
-        save(plot_dice_vs_confidence([p.confidence for p in scored], [p.dice for p in scored], tau,
-                                     names=[p.name for p in scored]), "dice_vs_confidence.png")
-    if pls and data is not None:
-        vols = {v.name: v for v in getattr(data, "unlabeled", [])}
-        first = next((p for p in pls if p.name in vols), None)
-        if first is not None:
-            v = vols[first.name]
-            save(plot_volume_overlays(v.image, v.label, first.label, slices=4, pred_name="pseudo-label",
-                                      title=f"{first.name}: pseudo-label (red) vs ground truth (green)"),
-                 "pseudo_label_overlay.png")
-    return written
+def save_figure(fig, path: Union[str, Path], dpi: int = 90) -> Path:
+    """Write ``fig`` as a PNG at ``path`` (folders made as needed), close it, return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    _plt().close(fig)
+    return path
