@@ -3,8 +3,7 @@
     python benchmarks/bench_inference.py [--quick] [--threads N] [--filters F]
 
 The network is the project's V-Net (:class:`sfr_teach.nets.VNet`, 16 base filters = the ~9.45 M
-parameter V-Net of the LA literature) when it is importable, otherwise a small stand-in conv net
-(the table says which). Volume 192x144x88, patch 112x112x80, the LA test stride 18/18/4
+parameter V-Net of the LA literature). Volume 192x144x88, patch 112x112x80, the LA test stride 18/18/4
 (6 x 3 x 3 = 54 windows); ``--quick`` uses stride 80/32/8 (2 x 2 x 2 = 8 windows) so it finishes on
 a laptop CPU. Reports seconds per volume and windows per second. Not a test: prints a table.
 """
@@ -18,27 +17,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_stitching import cpu_name  # noqa: E402
 
 from sfr_teach.evaluate import sliding_window_predict, window_positions  # noqa: E402
+from sfr_teach.nets import VNet  # noqa: E402
 
 SHAPE, PATCH = (192, 144, 88), (112, 112, 80)
-
-
-def build_net(filters: int):
-    try:
-        from sfr_teach.nets import VNet
-
-        return VNet(n_channels=1, n_classes=2, n_filters=filters), f"sfr_teach.nets.VNet (n_filters={filters})"
-    except ImportError:
-        net = nn.Sequential(
-            nn.Conv3d(1, filters, 3, padding=1), nn.ReLU(), nn.Conv3d(filters, filters, 3, padding=1),
-            nn.ReLU(), nn.Conv3d(filters, 2, 1),
-        )
-        return net, f"stand-in 3-layer conv net ({filters} filters; sfr_teach.nets.VNet not importable)"
 
 
 def main() -> None:
@@ -53,8 +39,8 @@ def main() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     bs = args.batch_size or (4 if device.type == "cuda" else 1)
     stride = (80, 32, 8) if args.quick else (18, 18, 4)
-    net, desc = build_net(args.filters)
-    net = net.to(device)
+    net = VNet(n_channels=1, n_classes=2, n_filters=args.filters).to(device)
+    desc = f"sfr_teach.nets.VNet (n_filters={args.filters})"
     params = sum(p.numel() for p in net.parameters())
     n_win = len(window_positions(SHAPE, PATCH, stride))
     print(f"CPU: {cpu_name()} ({os.cpu_count()} logical cores, torch threads {torch.get_num_threads()})")

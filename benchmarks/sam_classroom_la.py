@@ -2,9 +2,10 @@
 
 Reproduces the stage-2 number of the classroom preset (2 CPU cores, a few minutes):
 
-* data: real LA h5 files, every volume downsampled by 2 (image: 2x2x2 block mean; label:
-  strided, every 2nd voxel); the labelled volume is the first name of ``train.list``, the
-  evaluated ones the last ``--n-eval`` names (the classroom validation split);
+* data: real LA through the package, ``LADataset(resolve_la_dir(--la-dir), downsample=2)``
+  (image: 2x2x2 block mean; label: majority vote in the same blocks); the labelled volume is the
+  first name of ``train.list``, the evaluated ones the last ``--n-eval`` names (the classroom
+  validation split);
 * model: ``get_config("classroom").sam`` (offline tiny SAM, 448 input, 56x56x40 crops in a 7x7
   grid) plus :data:`RECOMMENDED` (measured here; ``--no-recommended`` drops them) plus any
   ``--set sam.key=value`` overrides; fine-tuning with the Bezier intensity augmentation at
@@ -19,15 +20,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
-import h5py
 import numpy as np
 import torch
 
 from sfr_teach.config import get_config
+from sfr_teach.data import LADataset, resolve_la_dir
 from sfr_teach.sam import build_from_config
 from sfr_teach.sam.finetune import finetune
 from sfr_teach.sam.lora import count_parameters
@@ -42,23 +42,9 @@ RECOMMENDED = {
 }
 
 
-class _Vol:
-    def __init__(self, name, image, label):
-        self.name, self.image, self.label, self.spacing = name, image, label, (1.25, 1.25, 1.25)
-
-
-def load_half(la_dir: Path, name: str, factor: int = 2) -> _Vol:
-    """One LA volume, image block-mean / label strided by ``factor`` (shapes cut to multiples)."""
-    with h5py.File(la_dir / "2018LA_Seg_Training Set" / name / "mri_norm2.h5") as f:
-        image, label = f["image"][:], f["label"][:]
-    h, w, d = (n // factor * factor for n in image.shape)
-    img = image[:h, :w, :d].reshape(h // factor, factor, w // factor, factor, d // factor, factor).mean((1, 3, 5))
-    return _Vol(name, img.astype(np.float32), label[:h:factor, :w:factor, :d:factor].astype(np.uint8))
-
-
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--la-dir", default=os.environ.get("SFR_LA_DIR", "/work/shared/data/LA"))
+    ap.add_argument("--la-dir", help="LA folder holding train.list (default: $SFR_LA_DIR, else data/LA)")
     ap.add_argument("--n-eval", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
@@ -71,10 +57,10 @@ def main(argv=None) -> dict:
     overrides = {} if args.no_recommended else dict(RECOMMENDED)
     overrides.update(kv.split("=", 1) for kv in args.set)
     cfg = get_config("classroom", overrides).sam
-    la = Path(args.la_dir)
-    names = (la / "train.list").read_text().split()
-    train = [load_half(la, names[0])]
-    evals = [load_half(la, n) for n in names[-args.n_eval:]]
+    la = LADataset(resolve_la_dir(args.la_dir), downsample=2)
+    names = la.train_names
+    train = [la.load(names[0])]
+    evals = [la.load(n) for n in names[-args.n_eval:]]
     model = build_from_config(cfg, 2, seed=args.seed)
     t0 = time.time()
     hist = finetune(model, train, cfg, Path(args.out) / "finetune", seed=args.seed, resume=False,
