@@ -3,10 +3,13 @@
 # preset (half resolution, offline tiny SAM, 8-filter V-Net, 1000 iterations), evaluated on test.list when the
 # data folder has one, else on the validation split (last 16 of train.list, excluded from training).
 #   DATA=../shared/data/LA bash scripts/la_classroom.sh [row ...]      (default: every row)
+# DATA defaults to where the package looks ($SFR_LA_DIR, else data/LA: sfr_teach.data.resolve_la_dir) and is
+# written relative to the repository (sfr_teach.data.portable_path), so no command in the table names a machine.
 # Each row is one `sfr-teach run`; its command is written to <run>/command.txt and lands in the table.
 # SFR rows share one SAM fine-tuning (the first SFR row makes it, the others reuse it with --sam-from).
 set -euo pipefail
-DATA=${DATA:-data/LA}
+DATA=$(python -c 'import sys; from sfr_teach.data import portable_path, resolve_la_dir
+print(portable_path(resolve_la_dir(sys.argv[1] or None)))' "${DATA:-}")
 OUT=${OUT:-runs/la_classroom}
 LABELED=${LABELED:-1}
 THREADS=${THREADS:-2}

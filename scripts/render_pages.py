@@ -3,7 +3,7 @@
 
     jupyter-book build book/ -W -n --keep-going             # -> book/_build/html
     python scripts/render_pages.py                           # intro + every lesson -> book/_build/screenshots
-    python scripts/render_pages.py notebooks/02_stitching results --height 4000 --out /tmp/shots
+    python scripts/render_pages.py notebooks/02_stitching results --height 4000 --out book/_build/shots
 
 Needs Debian's ``chromium`` (``apt-get install -y chromium``). Chromium runs fully offline: no
 sandbox, no GPU, no background networking or component updates, a throw-away profile.
