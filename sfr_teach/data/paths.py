@@ -6,7 +6,7 @@
   own default.
 * :func:`portable_path` -- a path as it may be written into a results file: relative paths stay
   exactly as given (``data/LA``), absolute ones become relative to the working directory
-  (``/home/me/shared/data/LA`` seen from ``/home/me/repo`` -> ``../shared/data/LA``), so no
+  (``<home>/shared/data/LA`` seen from ``<home>/repo`` -> ``../shared/data/LA``), so no
   results file carries the absolute path of the machine that made it.
 """
 from __future__ import annotations
