@@ -63,6 +63,32 @@ def test_real_la_split_one_labelled(la_dir):
     assert set(s.labeled + s.unlabeled + s.test) == set(ds.train_names)
 
 
+def test_real_la_five_folds_cover_every_volume_once(la_dir):
+    ds = LADataset(la_dir)
+    tests = []
+    for k in range(5):
+        s = ds.split(labeled=1, val=16, fold=k)
+        assert (len(s.labeled), len(s.unlabeled), len(s.test)) == (1, 63, 16)
+        assert s.test == ds.train_names[16 * k:16 * (k + 1)] and s.test_source == f"validation fold {k}"
+        assert s.labeled == [n for n in ds.train_names if n not in s.test][:1]
+        assert set(s.labeled + s.unlabeled + s.test) == set(ds.train_names)
+        tests += s.test
+    assert sorted(tests) == sorted(ds.train_names)
+    last = ds.split(labeled=1, val=16, fold=4)
+    default = ds.split(labeled=1, val=16)
+    assert (last.labeled, last.unlabeled, last.test) == (default.labeled, default.unlabeled, default.test)
+
+
+def test_fold_errors_name_the_fix():
+    names = [f"v{i}" for i in range(10)]
+    with pytest.raises(DataError, match="0 <= fold < 2"):
+        make_split(names, None, labeled=1, val=5, fold=2)
+    with pytest.raises(DataError, match="drop the fold"):
+        make_split(names, ["t0"], labeled=1, val=5, fold=0)
+    s = make_split(names, None, labeled=2, val=5, fold=0)
+    assert (s.labeled, s.test) == (["v5", "v6"], names[:5])
+
+
 def test_real_la_downsample(la_dir):
     ds1, ds2 = LADataset(la_dir), LADataset(la_dir, downsample=2)
     name = ds1.train_names[1]

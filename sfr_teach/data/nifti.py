@@ -158,5 +158,5 @@ class NiftiDataset:
 
         return self._cache.get(name, read)
 
-    def split(self, labeled: int, val: int = 16) -> Split:
-        return make_split(self.names, None, labeled, val, source=str(self.root / "imagesTr"))
+    def split(self, labeled: int, val: int = 16, fold: Optional[int] = None) -> Split:
+        return make_split(self.names, None, labeled, val, source=str(self.root / "imagesTr"), fold=fold)
