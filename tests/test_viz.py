@@ -197,3 +197,27 @@ def test_many_curves_wrap_to_rows():
     fig = viz.plot_curves(hist, [f"k{j}" for j in range(5)])
     assert len(fig.axes) == 5
     assert len({round(ax.get_position().y0, 3) for ax in fig.axes}) == 2  # two rows of at most 3
+
+
+def test_sfr_comparison_draws_seed_means_and_paired_points():
+    rows = [{"method": "mean_teacher", "baseline": [0.40, 0.44, 0.42], "sfr": [0.50, 0.52, 0.54],
+             "diffs": [0.1, 0.2, -0.05, 0.15], "p": 0.01, "pseudo_label_dice": 0.55},
+            {"method": "self_training", "baseline": [0.30], "sfr": [0.36], "diffs": [0.06, 0.06]},
+            {"method": "ua_mt", "baseline": [0.3], "sfr": []}]  # no +SFR run: left out
+    fig = viz.plot_sfr_comparison(rows)
+    a, b = fig.axes
+    assert [t.get_text() for t in a.get_yticklabels()] == ["mean_teacher", "self_training"]
+    means = sorted(round(float(line.get_xydata()[0][0]), 6) for line in a.lines if line.get_marker() == "o")
+    assert means == [30.0, 36.0, 42.0, 52.0]
+    assert [c.get_offsets().shape[0] for c in b.collections] == [4, 2]  # one point per case
+    diamonds = sorted(round(float(line.get_xdata()[0]), 6) for line in b.lines if line.get_marker() == "D")
+    assert diamonds == [6.0, 10.0]
+    assert any("p=0.01" in t.get_text() for t in b.texts)
+    with pytest.raises(ValueError, match="both a baseline and a \\+SFR run"):
+        viz.plot_sfr_comparison([{"method": "x", "baseline": [0.1], "sfr": []}])
+
+
+def test_gain_vs_pseudo_label_plots_one_point_per_case():
+    fig = viz.plot_gain_vs_pseudo_label([0.6, 0.2, 0.9], [0.3, 0.5, 0.8], [0.2, -0.1, 0.0])
+    ax = fig.axes[0]
+    assert np.allclose(ax.collections[0].get_offsets(), [[60, 30], [20, 50], [90, 80]])

@@ -32,6 +32,8 @@ __all__ = [
     "plot_curves",
     "plot_curves_compare",
     "plot_case_bars",
+    "plot_sfr_comparison",
+    "plot_gain_vs_pseudo_label",
     "pick_slices",
     "save_figure",
 ]
@@ -489,6 +491,70 @@ def plot_case_bars(
     ax.set_title(title or f"{metric} per case")
     if mean or group_key is not None:
         ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_sfr_comparison(rows: Sequence[Mapping[str, Any]], title: Optional[str] = None):
+    """Baseline vs +SFR per method: seed means with error bars (left), paired per-case gains (right).
+
+    rows: one dict per method with ``method``; ``baseline`` and ``sfr`` (each run's mean Dice, one per
+    seed, in [0, 1]); ``diffs`` (per-case Dice difference +SFR - baseline); optional ``p`` (paired test)
+    and ``pseudo_label_dice`` (drawn as a reference mark: the Dice of the labels SAM gave the V-Net).
+    Returns the Figure.
+    """
+    plt = _plt()
+    rows = [r for r in rows if len(r.get("baseline", ())) and len(r.get("sfr", ()))]
+    if not rows:
+        raise ValueError("plot_sfr_comparison: no method has both a baseline and a +SFR run")
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 0.55 * len(rows) + 2.4), sharey=True)
+    ys = np.arange(len(rows))[::-1]
+    rng = np.random.default_rng(0)
+    for y, r in zip(ys, rows):
+        for vals, col, dy, lab in ((r["baseline"], "#7f7f7f", 0.15, "baseline"), (r["sfr"], PRED_COLOR, -0.15, "+ SFR")):
+            v = 100 * np.asarray(vals, dtype=float)
+            sd = v.std(ddof=1) if len(v) > 1 else 0.0
+            a.errorbar(v.mean(), y + dy, xerr=sd, fmt="o", color=col, capsize=3, label=lab if y == ys[0] else None)
+            a.plot(v, np.full(len(v), y + dy), "|", color=col, ms=8, alpha=0.6)
+        if r.get("pseudo_label_dice") is not None:
+            a.plot(100 * r["pseudo_label_dice"], y, "*", color=GT_COLOR, ms=10,
+                   label="SAM pseudo-labels" if y == ys[0] else None)
+        d = 100 * np.asarray(r["diffs"], dtype=float)
+        b.scatter(d, y + rng.uniform(-0.25, 0.25, len(d)), s=10, alpha=0.5,
+                  color=np.where(d > 0, PRED_COLOR, "#7f7f7f"))
+        b.plot(d.mean(), y, "D", color="black", ms=6)
+        note = f"{d.mean():+.1f}" + (f", p={r['p']:.2g}" if r.get("p") is not None else "")
+        b.annotate(note, (1.0, y), xycoords=("axes fraction", "data"), xytext=(4, 0), textcoords="offset points",
+                   va="center", fontsize=8)
+    a.set_yticks(ys)
+    a.set_yticklabels([r["method"] for r in rows])
+    a.set_xlabel("Dice % (mean ± sd over seeds; ticks: seeds)")
+    a.legend(fontsize=8, loc="lower left")
+    b.axvline(0, color="black", lw=0.8)
+    b.set_xlabel("+SFR − baseline Dice per case (points; ◆ mean)")
+    fig.suptitle(title or "Does SFR help? Baseline vs + SFR", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def plot_gain_vs_pseudo_label(pseudo_label_dice: Any, baseline_dice: Any, gain: Any, title: Optional[str] = None, ax: Any = None):
+    """Per case: SAM's Dice (x) vs the baseline V-Net's Dice (y), coloured by the +SFR gain.
+
+    Points below the diagonal are cases where SAM's labels beat the baseline: there SFR can help.
+    All three arrays are per case, Dice in [0, 1]. Returns the Figure.
+    """
+    plt = _plt()
+    x, y, g = (100 * np.asarray(v, dtype=float) for v in (pseudo_label_dice, baseline_dice, gain))
+    fig, ax = _figure_and_axes(ax, (5.2, 4.4))
+    lim = max(10.0, np.nanmax(g), -np.nanmin(g))
+    sc = ax.scatter(x, y, c=g, cmap="coolwarm_r", vmin=-lim, vmax=lim, s=22, edgecolors="black", linewidths=0.3)
+    ax.plot([0, 100], [0, 100], color="black", lw=0.8, ls="--")
+    ax.set_xlim(0, 100)
+    ax.set_ylim(0, 100)
+    ax.set_xlabel("SAM Dice % on the case")
+    ax.set_ylabel("baseline V-Net Dice % on the case")
+    fig.colorbar(sc, ax=ax, label="+SFR − baseline Dice %")
+    ax.set_title(title or "Where can SFR help? (below the diagonal: SAM beats the baseline)", fontsize=9)
     fig.tight_layout()
     return fig
 
