@@ -40,7 +40,7 @@ class DataConfig:
 
 @dataclass
 class SamConfig:
-    model_type: str = "tiny"  # tiny | vit_b | vit_l | vit_h
+    model_type: str = "tiny"  # tiny | vit_b | vit_l | vit_h | lite_medsam (sfr_teach.sam.registry.SAM_MODELS)
     checkpoint: Optional[str] = None
     image_size: int = 1024  # SAM input side; the mosaic is padded / resized to it
     crop_size: Tuple[int, int, int] = (112, 112, 80)  # volume crop stitched per training sample
@@ -51,7 +51,7 @@ class SamConfig:
     tiny_global_attn_indexes: Tuple[int, ...] = (1, 3)
     tiny_window_size: int = 8
     tiny_patch_size: int = 8
-    finetune: str = "lora"  # lora | full (tiny only: train the randomly initialised encoder too)
+    finetune: str = "lora"  # lora | decoder (mask decoder only) | full (every weight, e.g. the random tiny encoder)
     lora_rank: int = 4
     lora_alpha: float = 4.0
     lora_dropout: float = 0.0

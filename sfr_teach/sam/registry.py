@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Tuple
 
-#: model_type names accepted by build_sam: the offline tiny SAM, then the official ViT-B/L/H
-SAM_MODELS: Tuple[str, ...] = ("tiny", "vit_b", "vit_l", "vit_h")
+#: model_type names accepted by build_sam: the offline tiny SAM, the official ViT-B/L/H, then
+#: LiteMedSAM (pretrained, from the optional ``lite`` extra: sfr_teach.sam.lite_medsam)
+SAM_MODELS: Tuple[str, ...] = ("tiny", "vit_b", "vit_l", "vit_h", "lite_medsam")
 
 
 class CheckpointError(ValueError):
