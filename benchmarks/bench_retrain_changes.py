@@ -1,0 +1,282 @@
+"""Each re-training speed change, before vs after, interleaved in one process (classroom sizes).
+
+    python benchmarks/bench_retrain_changes.py                 # all changes, 2 threads
+    python benchmarks/bench_retrain_changes.py --only ema uamt --reps 7
+    python benchmarks/bench_retrain_changes.py --curves 20     # + loss curves before/after (same seed)
+
+The "before" side of every change is the code it replaced, kept here (``legacy_*``) so that both
+run side by side on the same inputs:
+
+* ``ema``      -- EMA teacher update: per-parameter ``mul_().add_()`` loop vs ``torch._foreach_*``
+  (:meth:`sfr_teach.ssl.base.EMATeacher.update`); checks the teacher weights are bit-identical;
+* ``teacher``  -- the teacher's forward under ``torch.no_grad`` vs ``torch.inference_mode``;
+* ``uamt``     -- UA-MT's T stochastic passes two copies at a time (the reference) vs one batched
+  forward (:meth:`sfr_teach.ssl.ua_mt.UAMT.uncertainty`); prints how far the entropy maps and
+  certainty masks move (the passes are random either way: compared with two runs of the old code);
+* ``data``     -- crops from numpy arrays vs from tensors prepared once (checks identical batches);
+* ``format``   -- a whole Mean-Teacher step with the V-Net in ``channels_last_3d`` vs contiguous;
+* ``threads``  -- a whole Mean-Teacher step on 1 vs 2 torch threads.
+
+``--curves N`` also trains N iterations of Mean Teacher and UA-MT through
+:func:`sfr_teach.ssl.trainer.train` with the legacy code patched in and with the current code (same
+seed), and prints the largest loss difference next to the difference a seed change makes.
+Times are medians of interleaved repetitions (wall and process CPU); the load is printed with them.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import math
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_reference import load_avg  # noqa: E402
+from bench_stitching import cpu_name  # noqa: E402
+
+from sfr_teach.config import get_config  # noqa: E402
+from sfr_teach.nets import build_net  # noqa: E402
+from sfr_teach.ssl import build_method  # noqa: E402
+from sfr_teach.ssl.base import EMATeacher, teacher_noise  # noqa: E402
+from sfr_teach.ssl.batches import CropBatcher  # noqa: E402
+from sfr_teach.ssl.losses import entropy  # noqa: E402
+from sfr_teach.ssl.ua_mt import UAMT  # noqa: E402
+
+CL = torch.channels_last_3d
+
+
+# ------------------------------------------------------------------ the replaced code
+@torch.no_grad()
+def legacy_update(self, student, step):
+    a = self.alpha(step)
+    for t, s in zip(self.model.parameters(), student.parameters()):
+        t.mul_(a).add_(s.detach(), alpha=1.0 - a)
+
+
+@torch.no_grad()
+def legacy_call(self, x, **kw):
+    return self.model(x, **kw)
+
+
+@torch.no_grad()
+def legacy_uncertainty(self, x_u):
+    passes = max(1, int(self.cfg.uamt_passes))
+    reps = 2 if passes > 1 else 1
+    probs = []
+    for _ in range(math.ceil(passes / reps)):
+        xr = x_u.repeat(reps, 1, 1, 1, 1)
+        probs += list(torch.softmax(self.teacher(xr + teacher_noise(xr)).float(), 1).split(x_u.shape[0]))
+    return entropy(torch.stack(probs[:passes]).mean(0))
+
+
+@contextlib.contextmanager
+def legacy_code():
+    """Patch the replaced implementations back in for a ``with`` block."""
+    saved = (EMATeacher.update, EMATeacher.__call__, UAMT.uncertainty)
+    EMATeacher.update, EMATeacher.__call__, UAMT.uncertainty = legacy_update, legacy_call, legacy_uncertainty
+    try:
+        yield
+    finally:
+        EMATeacher.update, EMATeacher.__call__, UAMT.uncertainty = saved
+
+
+# ------------------------------------------------------------------ helpers
+def interleaved(fns: dict, reps: int, warmup: int = 1) -> dict:
+    """{name: (median wall s, median CPU s)} of calling every fn in turn, ``reps`` rounds."""
+    wall = {k: [] for k in fns}
+    cpu = {k: [] for k in fns}
+    for r in range(warmup + reps):
+        for k, fn in fns.items():
+            t, c = time.perf_counter(), time.process_time()
+            fn()
+            if r >= warmup:
+                wall[k].append(time.perf_counter() - t)
+                cpu[k].append(time.process_time() - c)
+    return {k: (statistics.median(wall[k]), statistics.median(cpu[k])) for k in fns}
+
+
+def report(change: str, res: dict, unit: float = 1e3, note: str = "") -> None:
+    (b_name, (bw, bc)), (a_name, (aw, ac)) = list(res.items())
+    print(f"| {change} | {b_name}: {bw * unit:.2f} / {bc * unit:.2f} | {a_name}: {aw * unit:.2f} / {ac * unit:.2f} "
+          f"| {bw / aw:.2f}x / {bc / ac:.2f}x | {note} |", flush=True)
+
+
+def classroom():
+    rc = get_config("classroom").retrain
+    return rc, tuple(rc.patch_size)
+
+
+def student(rc, fmt=CL):
+    torch.manual_seed(0)
+    return build_net("vnet", n_classes=2, n_filters=rc.n_filters, has_dropout=rc.dropout).to(memory_format=fmt)
+
+
+def fake_volumes(n: int, shape=(144, 144, 44), seed: int = 0):
+    """Random intensities with a blob label, LA classroom size (half resolution)."""
+    rng = np.random.default_rng(seed)
+    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, s) for s in shape], indexing="ij"))
+    vols = []
+    for _ in range(n):
+        c = rng.uniform(-0.3, 0.3, size=3)[:, None, None, None]
+        label = (((grid - c) ** 2).sum(0) < 0.25).astype(np.uint8)
+        image = (label * 1.5 + rng.standard_normal(shape)).astype(np.float32)
+        vols.append((image, label))
+    return vols
+
+
+# ------------------------------------------------------------------ the changes
+def bench_ema(rc, reps):
+    s = student(rc)
+    with torch.no_grad():
+        for p in s.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    old, new = EMATeacher(student(rc)), EMATeacher(student(rc))
+    res = interleaved({"loop": lambda: legacy_update(old, s, 50), "foreach": lambda: new.update(s, 50)}, reps)
+    same = all(torch.equal(a, b) for a, b in zip(old.model.parameters(), new.model.parameters()))
+    report("EMA update", res, note=f"teacher weights bit-identical after {reps + 1} updates: {same}")
+
+
+def bench_teacher(rc, reps, patch):
+    t = EMATeacher(student(rc))
+    x = torch.randn(rc.batch_size - rc.labeled_bs, 1, *patch).contiguous(memory_format=CL)
+    res = interleaved({"no_grad": lambda: legacy_call(t, x), "inference_mode": lambda: t(x)}, reps)
+    report("teacher forward (Bu items)", res)
+
+
+def bench_uamt(rc, reps, patch):
+    m = build_method("ua_mt", student(rc), rc, 2)
+    m.train()
+    x = torch.randn(rc.batch_size - rc.labeled_bs, 1, *patch).contiguous(memory_format=CL)
+    res = interleaved({"2 copies per forward": lambda: legacy_uncertainty(m, x),
+                       f"{rc.uamt_passes} passes batched": lambda: m.uncertainty(x)}, reps)
+    thr = math.log(2) * 0.75
+    torch.manual_seed(1)
+    u_old1, u_old2, u_new = legacy_uncertainty(m, x), legacy_uncertainty(m, x), m.uncertainty(x)
+    same_code = float(((u_old1 < thr) == (u_old2 < thr)).float().mean())
+    new_code = float(((u_old1 < thr) == (u_new < thr)).float().mean())
+    report(f"UA-MT uncertainty (T={rc.uamt_passes})", res,
+           note=f"certainty-mask agreement: old vs old (another draw) {same_code:.4f}, old vs new {new_code:.4f}; "
+                f"mean |dU| old-old {float((u_old1 - u_old2).abs().mean()):.4f}, old-new "
+                f"{float((u_old1 - u_new).abs().mean()):.4f}")
+
+
+def bench_data(rc, reps, patch):
+    vols = fake_volumes(5)
+    lab = [{"image": vols[0][0][None], "label": vols[0][1][None]}]
+    unl = [{"image": v[0][None], "pseudo": v[1][None]} for v in vols[1:]]
+    as_t = [[{k: torch.as_tensor(v) for k, v in s.items()} for s in group] for group in (lab, unl)]
+    bl = rc.labeled_bs
+    bn, bt = CropBatcher(lab, unl, patch, bl, bl, 0), CropBatcher(*as_t, patch, bl, bl, 0)
+    its = iter(range(10**6))
+    its2 = iter(range(10**6))
+    res = interleaved({"numpy samples": lambda: bn.batch(next(its)), "tensor samples": lambda: bt.batch(next(its2))},
+                      reps * 5)
+    same = all(all(torch.equal(a[k], b[k]) for k in a) for a, b in ((bn.batch(i), bt.batch(i)) for i in range(5)))
+    report("training batch (crops + augmentation)", res, note=f"identical batches: {same}")
+
+
+def _mt_step(rc, patch, fmt):
+    net = student(rc, fmt)
+    m = build_method("mean_teacher", net, rc, 2)
+    m.need_unlabeled_logits = False
+    m.train()
+    opt = torch.optim.SGD(m.parameters(), lr=rc.lr, momentum=rc.momentum, weight_decay=rc.weight_decay)
+    x = torch.randn(rc.batch_size, 1, *patch).contiguous(memory_format=fmt)
+    y = torch.randint(0, 2, (rc.labeled_bs, *patch))
+    it = iter(range(10**6))
+
+    def step():
+        i = next(it)
+        out = m.step({"image": x, "label": y}, i)
+        opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        opt.step()
+        m.after_step(i)
+
+    return step
+
+
+def bench_format(rc, reps, patch):
+    res = interleaved({"contiguous": _mt_step(rc, patch, torch.contiguous_format),
+                       "channels_last_3d": _mt_step(rc, patch, CL)}, reps)
+    report("Mean-Teacher step, memory format", res, unit=1.0)
+
+
+def bench_threads(rc, reps, patch):
+    step = _mt_step(rc, patch, CL)
+    n = torch.get_num_threads()
+
+    def with_threads(k):
+        def run():
+            torch.set_num_threads(k)
+            step()
+            torch.set_num_threads(n)
+        return run
+
+    res = interleaved({"1 thread": with_threads(1), f"{max(n, 2)} threads": with_threads(max(n, 2))}, reps)
+    report("Mean-Teacher step, torch threads", res, unit=1.0,
+           note="wall time is what counts here (CPU time adds both threads)")
+
+
+def curves(rc, iters):
+    from sfr_teach.ssl.trainer import train
+
+    vols = fake_volumes(6)
+    labeled, unlabeled = [vols[0]], [v[0] for v in vols[1:]]
+    cfg = copy.deepcopy(rc)
+    cfg.steps, cfg.log_every = iters, 1
+
+    def run(method, seed, legacy=False):
+        ctx = legacy_code() if legacy else contextlib.nullcontext()
+        with ctx:
+            t = time.perf_counter()
+            r = train(method, labeled, unlabeled, cfg, 2, seed=seed, progress=False)
+            dt = (time.perf_counter() - t) / iters
+        return np.array([row["loss"] for row in r.history]), dt
+
+    for method in ("mean_teacher", "ua_mt"):
+        old, t_old = run(method, 0, legacy=True)
+        new, t_new = run(method, 0)
+        other, _ = run(method, 1)
+        print(f"| loss curve {method}, {iters} it | legacy code: {t_old:.2f} s/it | current: {t_new:.2f} s/it "
+              f"| {t_old / t_new:.2f}x | max |loss legacy - current| {np.abs(old - new).max():.2e} "
+              f"(bit-identical: {bool(np.array_equal(old, new))}); seed 0 vs 1: {np.abs(new - other).max():.2e} |",
+              flush=True)
+
+
+CHANGES = ["ema", "teacher", "uamt", "data", "format", "threads"]
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", nargs="+", default=CHANGES, choices=CHANGES)
+    ap.add_argument("--reps", type=int, default=5, help="interleaved repetitions per change")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--curves", type=int, default=0, help="also train this many iterations before/after")
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    rc, patch = classroom()
+    print(f"machine: {cpu_name()} ({os.cpu_count()} logical cores), torch {torch.__version__}, "
+          f"threads {torch.get_num_threads()}; classroom retrain: {rc.n_filters} filters, patch {patch}, "
+          f"batch {rc.batch_size} ({rc.labeled_bs} labelled), UA-MT T={rc.uamt_passes}")
+    print(f"before: {load_avg()}\n")
+    print("| change | before: wall / CPU | after: wall / CPU | speed-up wall / CPU | check |\n|---|---|---|---|---|")
+    fns = {"ema": lambda: bench_ema(rc, a.reps), "teacher": lambda: bench_teacher(rc, a.reps, patch),
+           "uamt": lambda: bench_uamt(rc, a.reps, patch), "data": lambda: bench_data(rc, a.reps, patch),
+           "format": lambda: bench_format(rc, a.reps, patch), "threads": lambda: bench_threads(rc, a.reps, patch)}
+    for name in a.only:
+        fns[name]()
+    if a.curves:
+        curves(rc, a.curves)
+    print(f"\nafter: {load_avg()}  (times in ms for the parts, s for whole steps)")
+
+
+if __name__ == "__main__":
+    main()
