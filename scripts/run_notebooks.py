@@ -1,20 +1,28 @@
 #!/usr/bin/env python
-"""Re-execute the lesson notebooks in place (refreshes the outputs the book shows).
+"""Re-execute the lessons in place: each ``notebooks/NN_name.md`` (the source) refreshes its paired ``.ipynb``.
 
     python scripts/run_notebooks.py                      # all lessons, preset smoke
-    python scripts/run_notebooks.py --preset classroom --data-dir /path/to/LA
+    python scripts/run_notebooks.py --preset classroom --data-dir data/LA
     python scripts/run_notebooks.py 02 05 --param sam_steps=100
 
-Each notebook runs through papermill with its working directory set to ``notebooks/`` and the
-parameters injected after its ``parameters`` cell; lessons 03-10 share ``--cache-dir`` so SAM is
-fine-tuned once. The injected-parameters cell papermill adds is removed again afterwards, and the
-parameters cell itself is rewritten to the values used, so a committed notebook says which
-preset produced its outputs and still runs top to bottom as it stands.
+For each lesson the MyST source is read with jupytext and written over the paired ``.ipynb`` (inputs now
+those of the ``.md``, outputs cleared); papermill then executes that ``.ipynb`` in place, with its working
+directory ``notebooks/`` and the parameters injected after its ``parameters`` cell. Lessons 03-10 share
+``--cache-dir``, so SAM is fine-tuned once. Afterwards papermill's injected cell is removed and the values
+used for the non-path parameters (preset, seed, budgets) are written into the ``parameters`` cell of BOTH
+files: the pair still agrees (``tests/test_lessons_paired.py``), the page says which preset produced its
+outputs, and it runs top to bottom as it stands. Paths (``data_dir``, ``cache_dir``, any ``*_dir`` /
+``*_path``) are passed to papermill but never written into a lesson: no machine path lands in a commit.
+
+A lesson whose ``.ipynb`` was edited after its ``.md`` (in a Jupyter without jupytext) is not overwritten:
+the script stops and says to run ``jupytext --sync notebooks/NN_name.ipynb`` first.
 """
 from __future__ import annotations
 
 import argparse
 import ast
+import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -24,12 +32,13 @@ REPO = Path(__file__).resolve().parents[1]
 NB_DIR = REPO / "notebooks"
 
 
-def notebooks(selected: List[str]) -> List[Path]:
-    found = sorted(NB_DIR.glob("[0-9][0-9]_*.ipynb"))
+def lessons(selected: List[str]) -> List[Path]:
+    """The lesson sources ``notebooks/NN_*.md`` (all, or those whose number / name is in ``selected``)."""
+    found = sorted(NB_DIR.glob("[0-9][0-9]_*.md"))
     if selected:
         found = [p for p in found if p.name[:2] in selected or p.stem in selected]
     if not found:
-        raise SystemExit(f"no notebooks matching {selected or 'NN_*.ipynb'} in {NB_DIR}")
+        raise SystemExit(f"no lessons matching {selected or 'NN_*.md'} in {NB_DIR}")
     return found
 
 
@@ -40,35 +49,70 @@ def _literal(value: str) -> Any:
         return value
 
 
-def fold_parameters(path: Path, params: Dict[str, Any]) -> None:
-    """Drop papermill's injected cell and widget outputs; write the used values into the ``parameters`` cell."""
-    import nbformat
+def is_path_param(name: str) -> bool:
+    return name.endswith("_dir") or name.endswith("_path")
 
-    nb = nbformat.read(path, as_version=4)
-    nb.cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+
+def fold_source(source: str, params: Dict[str, Any]) -> str:
+    """``source`` of a parameters cell with ``name = value`` rewritten for every non-path name in ``params``."""
+    lines = source.split("\n")
+    for i, line in enumerate(lines):
+        name = line.split("=", 1)[0].strip()
+        if "=" in line and name in params and not is_path_param(name):
+            value = params[name]
+            shown = json.dumps(value) if isinstance(value, str) else repr(value)
+            comment = line.split("#", 1)[1] if "#" in line else ""
+            lines[i] = f"{name} = {shown}" + (f"  #{comment}" if comment else "")
+    return "\n".join(lines)
+
+
+def _fold_parameters_cell(nb: Any, params: Dict[str, Any]) -> None:
     for cell in nb.cells:
         if "parameters" in cell.metadata.get("tags", []):
-            lines = cell.source.split("\n")
-            for i, line in enumerate(lines):
-                name = line.split("=", 1)[0].strip()
-                if "=" in line and name in params:
-                    comment = line.split("#", 1)[1] if "#" in line else ""
-                    lines[i] = f"{name} = {params[name]!r}" + (f"  #{comment}" if comment else "")
-            cell.source = "\n".join(lines)
+            cell.source = fold_source(cell.source, params)
+
+
+def sync_to_ipynb(md: Path) -> Path:
+    """Write the ``.md``'s cells over its paired ``.ipynb`` (outputs cleared); refuse if the ``.ipynb`` is newer and differs."""
+    import jupytext
+
+    from sfr_teach.lesson import pairing_problems
+
+    ipynb = md.with_suffix(".ipynb")
+    if ipynb.is_file() and ipynb.stat().st_mtime > md.stat().st_mtime + 1 and pairing_problems(md):
+        raise SystemExit(f"{ipynb.relative_to(REPO)} was edited after {md.name} and they differ: keep the newer "
+                         f"one with `jupytext --sync {ipynb.relative_to(REPO)}`, then run this script again")
+    nb = jupytext.read(md)
+    for i, cell in enumerate(nb.cells):
+        cell["id"] = f"c{i:02d}"  # stable ids: small diffs
+    jupytext.write(nb, ipynb, fmt="ipynb")
+    return ipynb
+
+
+def fold_parameters(ipynb: Path, md: Path, params: Dict[str, Any]) -> None:
+    """Drop papermill's injected cell, metadata and widget outputs; write the used values into both files."""
+    import jupytext
+    import nbformat
+
+    nb = nbformat.read(ipynb, as_version=4)
+    nb.cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+    _fold_parameters_cell(nb, params)
     nb.metadata.pop("papermill", None)
+    nb.metadata.pop("widgets", None)  # the state of widgets whose views are dropped below
     widget = "application/vnd.jupyter.widget-view+json"
     for cell in nb.cells:
         if cell.cell_type == "code":  # widget views (progress bars, the slice viewer) need a live kernel: drop them
             cell.outputs = [o for o in cell.get("outputs", []) if widget not in o.get("data", {})]
         cell.metadata.pop("papermill", None)
         cell.metadata.pop("execution", None)
-    nbformat.write(nb, path)
+    nbformat.write(nb, ipynb)
+    source = jupytext.read(md)
+    _fold_parameters_cell(source, params)
+    jupytext.write(source, md, fmt="md:myst")  # written last: the source is the newer file of the pair
 
 
-def run(path: Path, params: Dict[str, Any], kernel: str = "python3", output: Optional[Path] = None) -> float:
-    """Execute one notebook (in place unless ``output``); progress bars are off in the saved outputs."""
-    import os
-
+def run(md: Path, params: Dict[str, Any], kernel: str = "python3") -> float:
+    """Execute one lesson in place: sync its ``.ipynb`` from the ``.md``, run papermill, fold the parameters."""
     import papermill as pm
 
     # tqdm reads TQDM_* in the kernel: fewer progress-bar widgets (calls that pass disable= explicitly
@@ -76,38 +120,39 @@ def run(path: Path, params: Dict[str, Any], kernel: str = "python3", output: Opt
     os.environ["TQDM_DISABLE"] = "1"
 
     t = time.time()
-    out = output or path
-    pm.execute_notebook(str(path), str(out), parameters=params, kernel_name=kernel, cwd=str(NB_DIR),
+    ipynb = sync_to_ipynb(md)
+    pm.execute_notebook(str(ipynb), str(ipynb), parameters=params, kernel_name=kernel, cwd=str(NB_DIR),
                         progress_bar=False)
-    if output is None:
-        fold_parameters(out, params)
+    fold_parameters(ipynb, md, params)
     return time.time() - t
 
 
 def main(argv: Optional[List[str]] = None) -> None:
+    from sfr_teach.data import resolve_la_dir
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("lessons", nargs="*", help="lesson numbers (01 02 ...) or notebook names; default all")
+    ap.add_argument("lessons", nargs="*", help="lesson numbers (01 02 ...) or names; default all")
     ap.add_argument("--preset", default="smoke", choices=("smoke", "classroom", "paper"))
-    ap.add_argument("--data-dir", default=None, help="LA root for classroom / paper")
+    ap.add_argument("--data-dir", default=None, help="LA root for classroom / paper (default: $SFR_LA_DIR, else data/LA)")
     ap.add_argument("--cache-dir", default="../runs/notebooks", help="results folder shared by the lessons (relative to notebooks/)")
     ap.add_argument("--kernel", default="python3")
     ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="any other parameter")
     args = ap.parse_args(argv)
     params: Dict[str, Any] = {"preset": args.preset, "cache_dir": args.cache_dir}
-    if args.data_dir:
-        params["data_dir"] = str(Path(args.data_dir).resolve())
+    if args.preset != "smoke":  # the kernel runs in notebooks/: hand it the folder as seen from here
+        params["data_dir"] = str(Path(resolve_la_dir(args.data_dir)).resolve())
     for item in args.param:
         if "=" not in item:
             raise SystemExit(f"--param expects NAME=VALUE, got {item!r}")
         k, v = item.split("=", 1)
         params[k.strip()] = _literal(v.strip())
     total = 0.0
-    for nb in notebooks(args.lessons):
-        print(f"running {nb.name} with {params} ...", flush=True)
+    for md in lessons(args.lessons):
+        print(f"running {md.name} with {params} ...", flush=True)
         try:
-            dt = run(nb, params, args.kernel)
+            dt = run(md, params, args.kernel)
         except Exception as e:  # papermill already saved the partial notebook with the error
-            print(f"FAILED {nb.name}: {type(e).__name__}: {str(e)[:2000]}", file=sys.stderr)
+            print(f"FAILED {md.name}: {type(e).__name__}: {str(e)[:2000]}", file=sys.stderr)
             raise SystemExit(1)
         total += dt
         print(f"  done in {dt:.1f} s", flush=True)

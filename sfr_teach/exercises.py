@@ -1,4 +1,4 @@
-"""Classroom exercise checkers, and ``record`` for notebook regression tests.
+"""Classroom exercise checkers.
 
 Each ``check_<thing>(fn)`` runs a student's function on several small cases, compares it
 with the reference answer and returns a :class:`CheckResult` (truthy when every case passes).
@@ -30,16 +30,13 @@ check_tau_selection      ``fn(confidences {name: c}, tau) -> (high, low)`` names
 check_mean_std           ``fn(values) -> (mean, std)`` population std                11
 =======================  ==========================================================  ======
 
-:func:`record` appends ``key: value`` to a JSON file (the notebooks' ``record_path``
-parameter) so papermill tests can assert on the numbers a notebook computed.
+The lessons record the numbers they compute with :func:`sfr_teach.lesson.record`.
 """
 from __future__ import annotations
 
 import copy
-import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -47,7 +44,6 @@ import torch
 
 __all__ = [
     "CheckResult",
-    "record",
     "check_foreground_fraction",
     "check_stitch",
     "check_unstitch",
@@ -68,41 +64,6 @@ __all__ = [
     "ref_cube_partition",
     "ref_tau_selection",
 ]
-
-
-# ----------------------------------------------------------------------------- recording
-def _plain(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (np.bool_,)):
-        return bool(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
-def record(key: str, value: Any, path: Optional[str] = None) -> Any:
-    """Store ``value`` under ``key`` in the JSON file ``path`` (no-op when ``path`` is None).
-
-    Numpy / torch scalars and arrays become plain JSON. Returns ``value`` unchanged, so
-    ``err = record("stitch_error", err, record_path)`` reads naturally in a notebook.
-    """
-    if path is None:
-        return value
-    p = Path(path)
-    data: Dict[str, Any] = json.loads(p.read_text()) if p.is_file() and p.stat().st_size else {}
-    data[str(key)] = _plain(value)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps(data, indent=2))
-    return value
 
 
 # ----------------------------------------------------------------------------- harness

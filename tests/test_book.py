@@ -23,7 +23,11 @@ def _toc_files():
 def test_toc_lists_every_lesson_once_in_order():
     lessons = [f for f in _toc_files() if f.startswith("notebooks/")]
     assert lessons == [f"notebooks/{n}" for n in LESSONS]
-    assert (BOOK / "notebooks").resolve() == (REPO / "notebooks").resolve()  # one source of each notebook
+    assert (BOOK / "notebooks").resolve() == (REPO / "notebooks").resolve()  # one folder of lessons
+    # each lesson is a pair (NN.md source, NN.ipynb executed): the book reads the .ipynb only
+    assert all((REPO / "notebooks" / f"{n}.md").is_file() for n in LESSONS)
+    config = yaml.safe_load((BOOK / "_config.yml").read_text())
+    assert "notebooks/*.md" in config["exclude_patterns"] and config["execute"]["execute_notebooks"] == "off"
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from sfr_teach import exercises as ex
+from sfr_teach import lesson
 
 
 # ----------------------------------------------------------------------------- student answers
@@ -172,9 +173,9 @@ def test_cube_tau_lora_fraction_meanstd_checkers():
 
 def test_record_appends_plain_json(tmp_path):
     path = tmp_path / "rec.json"
-    assert ex.record("x", np.float32(0.5), None) == np.float32(0.5)
+    assert lesson.record("x", np.float32(0.5), None) == np.float32(0.5)
     assert not path.exists()
-    ex.record("x", np.float32(0.5), str(path))
-    ex.record("ok", np.bool_(True), str(path))
-    ex.record("arr", torch.arange(3), str(path))
+    lesson.record("x", np.float32(0.5), str(path))
+    lesson.record("ok", np.bool_(True), str(path))
+    lesson.record("arr", torch.arange(3), str(path))
     assert json.loads(path.read_text()) == {"x": 0.5, "ok": True, "arr": [0, 1, 2]}

@@ -1,4 +1,7 @@
-"""Every lesson notebook runs top to bottom through papermill and records the numbers it teaches.
+"""Every lesson runs top to bottom through papermill and records the numbers it teaches.
+
+A lesson's source is ``notebooks/NN_name.md`` (MyST, paired with its executed ``.ipynb``; the pairing is
+tested in ``test_lessons_paired.py``): the tests execute the ``.md`` itself, converted by jupytext.
 
 CI (marker ``notebooks``): preset ``smoke`` on synthetic phantoms; lessons 03-10 share one cache
 folder, so SAM is fine-tuned once per test session. Each test asserts on the values the
@@ -46,15 +49,18 @@ def nb_cache(tmp_path_factory) -> Path:
 
 
 def run_notebook(name: str, out_dir: Path, cache: Path, **params: Any) -> Dict[str, Any]:
-    """Execute ``notebooks/<name>.ipynb`` with papermill; return what it recorded."""
+    """Execute the lesson source ``notebooks/<name>.md`` with papermill; return what it recorded."""
+    import jupytext
     import papermill as pm
 
-    path = NB_DIR / f"{name}.ipynb"
+    path = NB_DIR / f"{name}.md"
     if not path.is_file():
-        pytest.fail(f"missing notebook {path}")
+        pytest.fail(f"missing lesson source {path}")
+    source = out_dir / f"{name}.source.ipynb"
+    jupytext.write(jupytext.read(path), source, fmt="ipynb")
     record = out_dir / f"{name}.json"
     params = {"preset": "smoke", "cache_dir": str(cache), "record_path": str(record), **params}
-    pm.execute_notebook(str(path), str(out_dir / f"{name}.ipynb"), parameters=params, kernel_name="python3",
+    pm.execute_notebook(str(source), str(out_dir / f"{name}.ipynb"), parameters=params, kernel_name="python3",
                         cwd=str(NB_DIR), progress_bar=False, execution_timeout=900)
     assert record.is_file(), f"{name} recorded nothing (record_path={record})"
     return json.loads(record.read_text())
@@ -68,29 +74,56 @@ def run(kernel_env, nb_cache, tmp_path):
     return _run
 
 
-def test_notebook_inventory():
-    names = sorted(p.stem for p in NB_DIR.glob("[0-9][0-9]_*.ipynb"))
-    assert names == ["01_data", "02_stitching", "03_sam_lora", "04_pseudo_labels", "05_self_training",
-                     "06_mean_teacher", "07_ua_mt", "08_ac_mt", "09_magicnet", "10_sfr_plus", "11_results"]
-    import nbformat
+LESSONS = ["01_data", "02_stitching", "03_sam_lora", "04_pseudo_labels", "05_self_training", "06_mean_teacher",
+           "07_ua_mt", "08_ac_mt", "09_magicnet", "10_sfr_plus", "11_results"]
 
-    for name in names:
-        nb = nbformat.read(NB_DIR / f"{name}.ipynb", as_version=4)
+
+def test_lesson_sources_share_the_package_setup():
+    """Each .md: badge, the Colab install of sfr_teach.lesson, ONE parameters cell, then lesson.setup(...)."""
+    import jupytext
+
+    from sfr_teach.lesson import COLAB_INSTALL
+
+    assert sorted(p.stem for p in NB_DIR.glob("[0-9][0-9]_*.md")) == LESSONS
+    for name in LESSONS:
+        nb = jupytext.read(NB_DIR / f"{name}.md")
         tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
         assert len(tagged) == 1, f"{name}: exactly one cell must be tagged 'parameters'"
         assert "colab-badge.svg" in nb.cells[0].source, f"{name}: the first cell must carry the Open in Colab badge"
-        assert "google.colab" in nb.cells[1].source, f"{name}: the second cell must be the Colab-only install"
+        assert nb.cells[1].source.strip() == COLAB_INSTALL, f"{name}: the second cell must be lesson.COLAB_INSTALL"
+        assert nb.cells[2] is tagged[0], f"{name}: the parameters cell comes third"
         assert "record_path = None" in tagged[0].source and "cache_dir" in tagged[0].source
+        assert "lesson.setup(preset" in nb.cells[3].source, f"{name}: the fourth cell must call lesson.setup"
+        code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+        for copied in ("get_config(", "resolve_device(", "seed_everything(", "def record"):
+            assert copied not in code, f"{name}: {copied!r} belongs to sfr_teach.lesson.setup, not the lesson"
         assert any("hide-input" in c.metadata.get("tags", []) for c in nb.cells), f"{name}: hidden solution missing"
+
+
+def test_committed_notebooks_show_outputs_and_name_their_setup():
+    import nbformat
+
+    assert sorted(p.stem for p in NB_DIR.glob("[0-9][0-9]_*.ipynb")) == LESSONS
+    for name in LESSONS:
+        nb = nbformat.read(NB_DIR / f"{name}.ipynb", as_version=4)
         outputs = [o for c in nb.cells for o in c.get("outputs", [])]
         assert not any(o.get("output_type") == "error" for o in outputs), f"{name}: the committed notebook holds an error"
+        assert not any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells), \
+            f"{name}: papermill's injected cell was left in; re-run it with scripts/run_notebooks.py"
         assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs), \
             f"{name}: widget outputs cannot render in the book; re-run it with scripts/run_notebooks.py"
         assert any("image/png" in o.get("data", {}) for o in outputs), f"{name}: the committed notebook has no figure"
+        first = next(o for o in outputs if o.get("output_type") == "stream")
+        for fact in ("This page was executed with preset", "SAM:", "device:", "seed"):
+            assert fact in first["text"], f"{name}: the first output must name {fact!r}; got {first['text'][:300]!r}"
 
 
 def test_01_data(run):
     rec = run("01_data")
+    setup = rec["lesson"]  # what the page's first output says
+    assert setup["preset"] == "smoke" and setup["seed"] == 1337 and setup["data"].startswith("synthetic")
+    assert "tiny SAM" in setup["sam"] and (setup["device"].startswith("CPU") or _cuda())
+    assert setup["split"] == {"labeled": 1, "unlabeled": 4, "test": 3, "test_source": "validation"}
     assert rec["n_labeled"] == 1 and rec["n_unlabeled"] == 4
     assert rec["image_shape"] == [48, 48, 32]
     assert rec["label_values"] == [0, 1]
