@@ -244,7 +244,8 @@ def decision(groups, timing: Dict[str, float]) -> List[str]:
         text.append(f"Time: pseudo-labelling the {N_UNLABELLED} unlabelled classroom volumes with LiteMedSAM takes "
                     f"{N_UNLABELLED} x {pl} s = {N_UNLABELLED * pl / 60:.1f} min on its own; re-training (mean teacher, "
                     f"results/la_classroom.csv) {retrain} min (CPU seconds / thread, ~ 2 free cores; under heavy load "
-                    "this over-estimates, e.g. a tiny SAM step here vs ~0.4 s on free cores. Cross-check on free cores, "
+                    f"this over-estimates, e.g. a tiny SAM step: {timing.get('step_tiny')} s here, ~0.4 s on free cores. "
+                    "Cross-check on free cores, "
                     "issue 9: 24 s per LiteMedSAM volume, i.e. 25 min for the pseudo-labels alone).")
         for arm in ("lite_decoder", "lite_lora"):
             if f"step_{arm}" in timing:
