@@ -23,8 +23,8 @@ import time
 import torch
 
 from sfr_teach.config import get_config
+from sfr_teach.losses import IGNORE_INDEX, ce_dice
 from sfr_teach.sam import build_from_config
-from sfr_teach.sam.finetune import IGNORE_INDEX, dice_ce_loss
 from sfr_teach.sam.lora import count_parameters, set_trainable
 
 
@@ -56,7 +56,7 @@ def bench(cfg, device: torch.device, steps: int, warmup: int = 1) -> dict:
         t = time.perf_counter()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             logits = model(x)
-        loss, _ = dice_ce_loss(logits, y, cfg.ce_weight)
+        loss = ce_dice(logits, y, ce_weight=cfg.ce_weight, squared=cfg.dice_squared)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

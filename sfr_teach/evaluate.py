@@ -1,73 +1,43 @@
 """Test-time evaluation: sliding-window inference over whole volumes and a per-case metrics table.
 
-``sliding_window_predict(model, image (H, W, D), patch, stride, C) -> prob (C, H, W, D)``:
+``sliding_window_predict(model, image (H, W, D), patch, stride, C) -> prob (C, H, W, D)`` runs the
+V-Net (``(B, 1, h, w, d) -> logits (B, C, h, w, d)``, softmaxed) through
+:func:`sfr_teach.sliding_window.sliding_window_average`, the one sliding-window path of the package
+(SAM tiles use it too):
 
-* ``mode="constant"`` is the LA protocol of UA-MT's ``test_single_case``: pad the volume
-  (zeros, split evenly) to at least the patch, slide windows starting at
-  ``min(stride * i, size - patch)`` for ``i = 0 .. ceil((size - patch) / stride)`` along every
-  axis, add each window's softmax into a score map, divide by the count map, crop the padding.
-  MONAI's ``sliding_window_inference(mode="constant")`` gives the same numbers when its
-  per-axis ``overlap`` is ``1 - (stride + 0.5) / patch`` (its scan interval is
-  ``int(patch * (1 - overlap))`` and its window starts follow the same rule); the test checks it.
-  We keep our own loop because it is the protocol the literature's numbers come from, written
-  out for students.
-* ``mode="gaussian"`` is MONAI's ``sliding_window_inference`` with Gaussian blending
-  (``sigma_scale=0.125``) over the same window positions, the model output softmaxed.
+* ``mode="constant"`` is the LA protocol of UA-MT's ``test_single_case`` (zero padding split evenly,
+  windows at ``min(stride * i, size - patch)``, averaged softmax, padding cropped);
+* ``mode="gaussian"`` is MONAI's ``sliding_window_inference`` with Gaussian blending over the same
+  window positions.
 
-The model maps ``(B, 1, h, w, d)`` to logits ``(B, C, h, w, d)``; it runs in eval mode under
-``torch.inference_mode`` (its training flag is restored afterwards), with bf16 autocast on CUDA only.
+The model runs in eval mode under ``torch.inference_mode`` (its training flag is restored
+afterwards), ``batch_size`` windows per forward pass, with bf16 autocast on CUDA only; the volume and
+the score map stay on ``device`` and come back to the host once.
 
 ``evaluate_model`` runs that over a list of volumes with labels and returns a :class:`MetricsTable`
 (one row per case: name, :func:`sfr_teach.metrics.case_metrics`, flags; mean +- std summary).
 """
 from __future__ import annotations
 
-import contextlib
-import csv
 import json
 import math
 from dataclasses import dataclass, field
-from itertools import product
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
+from .csv_io import write_csv
 from .metrics import METRICS, case_metrics, format_mean_std, summarize
+from .sliding_window import sliding_window_average, window_positions, window_starts
+from .torch_utils import autocast, eval_mode
 
+# window_starts / window_positions live in sfr_teach.sliding_window; named here for existing callers
 __all__ = ["window_starts", "window_positions", "sliding_window_predict", "evaluate_model", "MetricsTable"]
 
-Triple = Tuple[int, int, int]
 
-
-def window_starts(size: int, patch: int, stride: int) -> List[int]:
-    """Window starts along one axis of ``size`` (>= ``patch``): ``min(stride * i, size - patch)``.
-
-    ``ceil((size - patch) / stride) + 1`` windows, the last one flush with the end (190, 112, 18 ->
-    [0, 18, 36, 54, 72, 78]).
-    """
-    if size < patch:
-        raise ValueError(f"axis of size {size} is smaller than the patch {patch}; pad it first")
-    if stride < 1:
-        raise ValueError(f"stride must be >= 1, got {stride}")
-    n = math.ceil((size - patch) / stride) + 1
-    return [min(stride * i, size - patch) for i in range(n)]
-
-
-def _pad_amounts(shape: Sequence[int], patch: Sequence[int]) -> List[Tuple[int, int]]:
-    """UA-MT's padding: ``(p // 2, p - p // 2)`` with ``p = max(patch - size, 0)`` per axis."""
-    return [(max(p - s, 0) // 2, max(p - s, 0) - max(p - s, 0) // 2) for s, p in zip(shape, patch)]
-
-
-def window_positions(shape: Sequence[int], patch: Sequence[int], stride: Sequence[int]) -> List[Triple]:
-    """All window corners ``(x, y, z)`` in the (padded) volume, x slowest, as UA-MT loops."""
-    padded = [s + a + b for s, (a, b) in zip(shape, _pad_amounts(shape, patch))]
-    axes = [window_starts(s, p, st) for s, p, st in zip(padded, patch, stride)]
-    return list(product(*axes))  # type: ignore[arg-type]
-
-
-def _check_args(image: np.ndarray, patch: Sequence[int], stride: Sequence[int], mode: str) -> None:
+def _check_args(image: np.ndarray, patch: Sequence[int], stride: Sequence[int]) -> None:
     if np.ndim(image) != 3:
         raise ValueError(
             f"sliding_window_predict expects one image shaped (H, W, D), got shape {np.shape(image)}; "
@@ -75,24 +45,6 @@ def _check_args(image: np.ndarray, patch: Sequence[int], stride: Sequence[int], 
         )
     if len(patch) != 3 or len(stride) != 3:
         raise ValueError(f"patch_size and stride need three numbers each, got {patch} and {stride}")
-    if mode not in ("constant", "gaussian"):
-        raise ValueError(f"mode must be 'constant' (LA protocol) or 'gaussian' (MONAI), got {mode!r}")
-
-
-def _autocast(device: torch.device):
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-@contextlib.contextmanager
-def _eval_mode(model: torch.nn.Module):
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
 
 
 def sliding_window_predict(
@@ -106,17 +58,14 @@ def sliding_window_predict(
     batch_size: int = 1,
 ) -> np.ndarray:
     """Class probabilities ``(C, H, W, D)`` float32 of a whole ``image (H, W, D)`` (see module docstring)."""
-    _check_args(image, patch_size, stride, mode)
+    _check_args(image, patch_size, stride)
     device = torch.device(device)
     param = next(iter(model.parameters()), None)
     if param is not None and param.device.type != device.type:
         raise ValueError(f"the model is on {param.device} but device={device}; call model.to({str(device)!r}) first")
-    patch, stride = tuple(int(p) for p in patch_size), tuple(int(s) for s in stride)
-    pads = _pad_amounts(image.shape, patch)
-    x = torch.from_numpy(np.pad(np.asarray(image, np.float32), pads, mode="constant")).to(device)
 
     def predict(batch: torch.Tensor) -> torch.Tensor:
-        with _autocast(device):
+        with autocast(device):
             logits = model(batch)
         if logits.shape[1] != num_classes:
             raise ValueError(
@@ -125,28 +74,10 @@ def sliding_window_predict(
             )
         return torch.softmax(logits.float(), dim=1)
 
-    with _eval_mode(model), torch.inference_mode():
-        if mode == "gaussian":
-            from monai.inferers import sliding_window_inference
-
-            overlap = [1.0 - (s + 0.5) / p for s, p in zip(stride, patch)]
-            score = sliding_window_inference(
-                x[None, None], patch, batch_size, predict, overlap=overlap, mode="gaussian", device=device
-            )[0]
-        else:
-            score = torch.zeros((num_classes, *x.shape), dtype=torch.float32, device=device)
-            count = torch.zeros(x.shape, dtype=torch.float32, device=device)
-            corners = window_positions(image.shape, patch, stride)
-            for i in range(0, len(corners), batch_size):
-                chunk = corners[i : i + batch_size]
-                boxes = [tuple(slice(c, c + p) for c, p in zip(corner, patch)) for corner in chunk]
-                probs = predict(torch.stack([x[b] for b in boxes])[:, None])
-                for b, pr in zip(boxes, probs):
-                    score[(slice(None), *b)] += pr
-                    count[b] += 1
-            score /= count
-    crop = tuple(slice(a, a + s) for (a, _), s in zip(pads, image.shape))
-    return score[(slice(None), *crop)].float().cpu().numpy()
+    x = torch.as_tensor(np.asarray(image, np.float32)).to(device)
+    with eval_mode(model):
+        prob = sliding_window_average(predict, x, patch_size, stride, batch_size, mode)
+    return prob.cpu().numpy()
 
 
 # --------------------------------------------------------------------------- metrics table
@@ -194,13 +125,7 @@ class MetricsTable:
 
     def to_csv(self, path: Union[str, Path]) -> Path:
         """One line per case; NaN distances are written as ``nan``."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self.columns)
-            writer.writeheader()
-            writer.writerows(self.rows)
-        return path
+        return write_csv(path, self.rows, self.columns)
 
     def to_json(self, path: Union[str, Path]) -> Path:
         """``{"info", "summary", "cases"}``; NaN becomes ``null`` (the flags say why)."""

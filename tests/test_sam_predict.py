@@ -9,8 +9,9 @@ import torch
 
 from sfr_teach.config import get_config
 from sfr_teach.sam import build_from_config
-from sfr_teach.sam.finetune import zscore
-from sfr_teach.sam.predict import predict_volume, tile_starts
+from sfr_teach.data.volume import zscore
+from sfr_teach.sam.predict import predict_volume
+from sfr_teach.sliding_window import window_starts
 from sfr_teach.stitching import make_layout, stitch, unstitch
 
 
@@ -21,12 +22,11 @@ def _cfg():
 
 
 def test_tile_starts_cover_exactly():
-    assert tile_starts(20, 24, 12) == [0]
-    assert tile_starts(24, 24, 12) == [0]
-    assert tile_starts(37, 24, 12) == [0, 12, 13]
+    assert window_starts(24, 24, 12) == [0]
+    assert window_starts(37, 24, 12) == [0, 12, 13]
     for n in (25, 50, 61):
         covered = np.zeros(n, bool)
-        for s in tile_starts(n, 24, 12):
+        for s in window_starts(n, 24, 12):
             assert 0 <= s <= n - 24
             covered[s : s + 24] = True
         assert covered.all()

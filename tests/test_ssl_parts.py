@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
+from sfr_teach.losses import ce_dice
 from sfr_teach.ssl.ac_mt import acmt_tau
 from sfr_teach.ssl.base import EMATeacher, teacher_noise
-from sfr_teach.ssl.losses import ce_dice, soft_dice_loss
 from sfr_teach.ssl.magicnet import (
     CubePositionHead,
     cross_image_partition,
@@ -68,24 +68,6 @@ def test_ema_teacher_matches_hand_computation():
 def test_teacher_noise_is_clamped():
     n = teacher_noise(torch.zeros(20000))
     assert n.abs().max() <= 0.2 and 0.08 < n.std() < 0.1  # clamping trims the 0.1 std a little
-
-
-def test_soft_dice_and_ce_dice_on_known_cases():
-    target = torch.tensor([[0, 1, 1, 0]])
-    probs = torch.tensor([[[1.0, 0.5, 0.0, 1.0], [0.0, 0.5, 1.0, 0.0]]])  # (1, 2, 4)
-    # by hand: class 0 inter 2, sum p^2 2.25, sum y^2 2; class 1 inter 1.5, sum p^2 1.25, sum y^2 2
-    d0 = 1 - (2 * 2 + 1e-5) / (2.25 + 2 + 1e-5)
-    d1 = 1 - (2 * 1.5 + 1e-5) / (1.25 + 2 + 1e-5)
-    assert soft_dice_loss(probs, target).item() == pytest.approx((d0 + d1) / 2, rel=1e-6)
-    good = torch.tensor([[[9.0, -9, -9, 9], [-9, 9, 9, -9]]])
-    assert ce_dice(good, target).item() < 1e-3
-    # the ignore value (255) removes a voxel from both terms
-    t_ign = torch.tensor([[0, 1, 1, 255]])
-    bad_last = good.clone()
-    bad_last[0, :, 3] = torch.tensor([-9.0, 9.0])
-    assert ce_dice(bad_last, t_ign).item() == pytest.approx(ce_dice(good[..., :3], target[:, :3]).item(), abs=1e-6)
-    with pytest.raises(ValueError, match="do not match"):
-        ce_dice(good, torch.zeros(1, 3, dtype=torch.long))
 
 
 def test_sfr_term_weight_and_value():

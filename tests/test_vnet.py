@@ -10,13 +10,13 @@ from sfr_teach.nets.vnet import reference_to_vnet_names
 
 
 def test_reference_parameter_count():
-    assert count_parameters(build_net("vnet", n_channels=1, n_classes=2, n_filters=16)) == 9_448_866
+    assert count_parameters(build_net("vnet", n_channels=1, n_classes=2, n_filters=16))["total"] == 9_448_866
 
 
 def test_parameter_count_scales_with_classes_and_width():
     # only the 1x1x1 output conv (16 inputs + bias per class) depends on the number of classes
-    assert count_parameters(VNet(n_classes=5)) - count_parameters(VNet(n_classes=2)) == 3 * 17
-    assert count_parameters(VNet(n_filters=8)) < count_parameters(VNet(n_filters=16)) / 3
+    assert count_parameters(VNet(n_classes=5))["total"] - count_parameters(VNet(n_classes=2))["total"] == 3 * 17
+    assert count_parameters(VNet(n_filters=8))["total"] < count_parameters(VNet(n_filters=16))["total"] / 3
 
 
 @pytest.mark.parametrize("norm", ["batchnorm", "instancenorm", "groupnorm", "none"])
@@ -120,7 +120,7 @@ def _randomise_bn(net, seed=0):
 def test_reference_architecture_names_and_count():
     ref = _ReferenceVNet(n_filters=16)
     assert "block_one.conv.0.weight" in ref.state_dict() and "block_one.conv.1.running_mean" in ref.state_dict()
-    assert count_parameters(ref) == 9_448_866  # the published size
+    assert count_parameters(ref)["total"] == 9_448_866  # the published size
     renamed = {k: tuple(v.shape) for k, v in reference_to_vnet_names(ref.state_dict()).items()}
     assert renamed == {k: tuple(v.shape) for k, v in VNet().state_dict().items()}  # same names, same shapes
 

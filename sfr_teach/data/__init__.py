@@ -18,7 +18,7 @@ _EXPORTS = {
     "download": ("DEFAULT_LA_URL", "DownloadError", "download_la", "fetch_file"),
     "nifti": ("NiftiDataset", "load_nifti_volume", "save_nifti"),
     "synthetic": ("make_phantom", "smooth_noise", "synthetic_dataset"),
-    "transforms": ("PlainCompose", "center_crop_or_pad", "crop_around_label", "to_channel_first", "train_transform", "volume_to_sample"),
+    "transforms": ("PlainCompose", "RandBezierIntensityd", "bezier_intensity", "center_crop_or_pad", "crop_around_label", "to_channel_first", "train_transform", "volume_to_sample"),
     "sampler": ("TwoStreamBatchSampler", "infinite_batches"),
     "paths": ("portable_path", "resolve_la_dir"),
 }

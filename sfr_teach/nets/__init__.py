@@ -9,7 +9,8 @@ from typing import Callable, Dict
 
 from torch import nn
 
-from .vnet import VNet, count_parameters
+from ..torch_utils import count_parameters
+from .vnet import VNet
 
 NETS: Dict[str, Callable[..., nn.Module]] = {"vnet": VNet}
 

@@ -258,8 +258,3 @@ def _describe_state(state: Mapping[str, torch.Tensor]) -> str:
         norm = "instancenorm" if "block_two.3.weight" in state else "none"
     return (f"VNet(n_channels={first.shape[1]}, n_classes={out.shape[0]}, n_filters={first.shape[0]}, "
             f"normalization={norm!r})")
-
-
-def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
-    """Number of (trainable) parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

@@ -11,15 +11,18 @@ as SAMed's / the official SFR code's rank-4 adapters on the q and v parts of ``q
 :func:`set_trainable` applies ``SamConfig.finetune``: ``"lora"`` (above) or ``"full"`` (every
 parameter trains; for the randomly initialised tiny SAM a frozen random encoder is a weak
 feature extractor) or ``"decoder"`` (only the mask decoder, for a pretrained encoder such as
-LiteMedSAM's). :func:`count_parameters` counts each Parameter object once.
+LiteMedSAM's). :func:`count_parameters` (from :mod:`sfr_teach.torch_utils`) counts each Parameter once,
+the LoRA matrices under ``by_module["lora"]``.
 """
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any
 
 import torch
 from peft import LoraConfig, inject_adapter_in_model
 from torch import nn
+
+from ..torch_utils import count_parameters
 
 __all__ = ["QKV_PATTERN", "apply_lora", "set_trainable", "count_parameters", "lora_parameter_names"]
 
@@ -71,31 +74,3 @@ def set_trainable(segmenter: nn.Module, sam_cfg: Any) -> nn.Module:
 
 def lora_parameter_names(model: nn.Module) -> list:
     return [n for n, _ in model.named_parameters() if "lora_" in n]
-
-
-def count_parameters(model: nn.Module) -> Dict[str, Any]:
-    """``{"trainable", "total", "frozen", "by_module": {image_encoder, prompt_encoder, mask_decoder, lora, other}}``.
-
-    Each Parameter is counted once (deduplicated by identity, so shared or re-registered
-    modules never count twice); LoRA matrices count under ``lora``, not ``image_encoder``.
-    """
-    seen = set()
-    by = {"image_encoder": 0, "prompt_encoder": 0, "mask_decoder": 0, "lora": 0, "other": 0}
-    trainable = total = 0
-    for name, p in model.named_parameters(remove_duplicate=False):
-        if id(p) in seen:
-            continue
-        seen.add(id(p))
-        n = p.numel()
-        total += n
-        trainable += n if p.requires_grad else 0
-        if "lora_" in name:
-            by["lora"] += n
-            continue
-        for key in ("image_encoder", "prompt_encoder", "mask_decoder"):
-            if f"{key}." in name:
-                by[key] += n
-                break
-        else:
-            by["other"] += n
-    return {"trainable": trainable, "total": total, "frozen": total - trainable, "by_module": by}

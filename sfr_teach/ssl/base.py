@@ -22,7 +22,7 @@ from typing import Any, Dict, Iterator, Optional
 import torch
 from torch import nn
 
-from .losses import ce_dice
+from ..losses import ce_dice
 
 
 @dataclass

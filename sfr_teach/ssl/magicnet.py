@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..losses import ce_dice
 from .base import EMATeacher, Method, StepOutput, teacher_noise
-from .losses import ce_dice
 from .ramps import sigmoid_rampup
 
 

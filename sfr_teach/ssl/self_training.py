@@ -16,8 +16,8 @@ from typing import Optional
 
 import torch
 
+from ..losses import ce_dice
 from .base import Method, StepOutput
-from .losses import ce_dice
 from .ramps import sigmoid_rampup
 
 

@@ -12,7 +12,7 @@ from typing import Optional, Tuple
 
 import torch
 
-from .losses import ce_dice
+from ..losses import ce_dice
 from .ramps import sigmoid_rampup
 
 

@@ -20,7 +20,6 @@ is used on CUDA only.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import os
@@ -35,12 +34,14 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from sfr_teach.csv_io import write_csv
+from sfr_teach.losses import IGNORE_INDEX
 from sfr_teach.nets import build_net
+from sfr_teach.torch_utils import autocast, rng_state, set_rng_state
 
 from . import build_method
 from .base import Method
 from .batches import CropBatcher
-from .losses import IGNORE_INDEX
 from .sfr_term import SFRTerm
 
 PseudoFn = Callable[[torch.Tensor], Union[torch.Tensor, np.ndarray]]
@@ -117,21 +118,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _rng_state() -> Dict[str, Any]:
-    st = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        st["cuda"] = torch.cuda.get_rng_state_all()
-    return st
-
-
-def _set_rng_state(st: Dict[str, Any]) -> None:
-    torch.set_rng_state(st["torch"])
-    np.random.set_state(st["numpy"])
-    random.setstate(st["python"])
-    if "cuda" in st and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(st["cuda"])
-
-
 class _Log:
     """log.csv + log.jsonl writer; on resume keeps only the rows older than the checkpoint."""
 
@@ -156,12 +142,7 @@ class _Log:
             return
         with open(self.jsonl, "a") as f:
             f.write(json.dumps(row) + "\n")
-        new = not self.csv.exists()
-        with open(self.csv, "a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(row), extrasaction="ignore")
-            if new:
-                w.writeheader()
-            w.writerow(row)
+        write_csv(self.csv, [row], append=True)
 
 
 def _online_pseudo(fn: PseudoFn, images: torch.Tensor) -> torch.Tensor:
@@ -246,7 +227,6 @@ def train(
 
     end = cfg.steps if stop_at is None else min(int(stop_at), cfg.steps)
     method.train()
-    autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda")
     bar = tqdm(range(start, end), initial=start, total=end, disable=not progress, desc=f"retrain {method_name}")
     t0 = time.time()
     for it in bar:
@@ -258,7 +238,7 @@ def train(
         if sfr:  # the pseudo-labeller runs outside autocast (it may be a whole SAM)
             pseudo = _online_pseudo(pseudo_label_fn, batch["image"][bl:]) if online else batch["pseudo"]
         extra: Dict[str, float] = {}
-        with autocast:
+        with autocast(dev):
             res = method.step(batch, it)
             loss = res.loss
             if sfr:
@@ -293,7 +273,7 @@ def _save_checkpoint(path: Path, name: str, method: Method, optimizer, next_it: 
         "student": method.student.state_dict(),
         "method_state": method.state_dict(),
         "optimizer": optimizer.state_dict(),
-        "rng": _rng_state(),
+        "rng": rng_state(),
         "config": dataclasses.asdict(cfg),
     }
     tmp = path.with_suffix(".tmp")
@@ -311,7 +291,7 @@ def _load_checkpoint(path: Path, name: str, method: Method, optimizer, dev: torc
     method.student.load_state_dict(state["student"])
     method.load_state_dict(state["method_state"])
     optimizer.load_state_dict(state["optimizer"])
-    _set_rng_state(state["rng"])
+    set_rng_state(state["rng"])
     return int(state["iteration"])
 
 
