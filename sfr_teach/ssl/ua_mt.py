@@ -1,7 +1,7 @@
 """UA-MT (Yu et al., MICCAI 2019): Mean Teacher whose consistency only counts *certain* voxels.
 
 The teacher makes ``cfg.uamt_passes`` (T, 8 in the paper) stochastic passes over the unlabelled crops
-(input noise + its active dropout; run two copies per pass as the reference code); the predictive
+(input noise + its active dropout; all T in one batched forward); the predictive
 entropy U of their mean softmax marks a voxel certain when U < threshold(it), with
 threshold = (0.75 + 0.25 sigmoid_rampup(it, cfg.steps)) ln C (ln 2 for LA, C = number of classes).
 Consistency = sum(mask * (softmax_s - softmax_t)^2) / (C * sum(mask)), teacher target from one more
@@ -32,16 +32,15 @@ def masked_mean(dist: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 class UAMT(MeanTeacher):
     name = "ua_mt"
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def uncertainty(self, x_u: torch.Tensor) -> torch.Tensor:
-        """Predictive entropy (Bu, 1, h, w, d) of T stochastic teacher passes."""
+        """Predictive entropy (Bu, 1, h, w, d) of T stochastic teacher passes, all T in one batched
+        forward (T Bu items, each with its own noise and dropout mask; the reference code runs them
+        two copies at a time, so its batch-norm statistics pool 2 Bu items instead of T Bu)."""
         passes = max(1, int(self.cfg.uamt_passes))
-        reps = 2 if passes > 1 else 1
-        probs = []
-        for _ in range(math.ceil(passes / reps)):
-            xr = x_u.repeat(reps, 1, 1, 1, 1)
-            probs += list(torch.softmax(self.teacher(xr + teacher_noise(xr)).float(), 1).split(x_u.shape[0]))
-        return entropy(torch.stack(probs[:passes]).mean(0))
+        xr = x_u.repeat(passes, 1, 1, 1, 1)  # (T Bu, 1, h, w, d), pass-major
+        probs = torch.softmax(self.teacher(xr + teacher_noise(xr)).float(), 1)
+        return entropy(probs.unflatten(0, (passes, x_u.shape[0])).mean(0))
 
     def consistency(self, student_u, teacher_u, x_u, it):
         thr = uamt_threshold(it, self.cfg.steps, self.num_classes)
