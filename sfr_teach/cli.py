@@ -5,6 +5,7 @@
                   --method mean_teacher --sfr --out runs/mt_sfr
     sfr-teach data download la --dest data/LA          # the public preprocessed LA h5 files
     sfr-teach config --preset classroom                # print the resolved configuration
+    sfr-teach plan --preset classroom --dataset nifti --data-dir DIR   # the geometry planned from the data
 
 A run ends with a short table (:func:`format_run_summary`). A bad input -- missing or broken data,
 an unknown ``--set`` key, a value of the wrong type, a missing SAM checkpoint -- prints one line
@@ -150,7 +151,9 @@ def format_run_summary(summary: Mapping[str, Any], out_dir: str) -> str:
     """
     m = summary.get("metrics", {})
     classes = sorted(int(k.split("_")[1]) for k in m if k.startswith("dice_") and k.split("_")[1].isdigit())
-    rows = [(str(c), f"_{c}") for c in classes] + ([("mean", "")] if len(classes) > 1 else [])
+    names = list(summary.get("class_names") or [])
+    rows = [(f"{c} {names[c]}" if c < len(names) else str(c), f"_{c}") for c in classes]
+    rows += [("mean", "")] if len(classes) > 1 else []
     cols = [("Dice %", "dice", 100.0)] + ([("HD95 mm", "hd95", 1.0)] if any(k.startswith("hd95") for k in m) else [])
     split = summary.get("split", {})
     variant = summary.get("variant", "baseline")
@@ -169,6 +172,10 @@ def format_run_summary(summary: Mapping[str, Any], out_dir: str) -> str:
         conf_text = "" if conf is None or math.isnan(conf) else f", mean confidence {conf:.3f}"
         lines.append(f"pseudo-label Dice %: {_mean_std({'mean': pl['dice_mean'], 'std': pl['dice_std']}, 100.0)} "
                      f"over {pl['n']} unlabelled volumes{conf_text} ({summary.get('sam') or 'SAM'})")
+    plan = summary.get("plan")
+    if plan and not str(plan).startswith("off"):
+        lines += str(plan).splitlines()
+    lines += [f"warning: {w}" for w in summary.get("geometry_warnings") or []]
     t = summary.get("timings", {})
     lines.append("time: " + ", ".join(f"{label} {_seconds(t[k])}" for k, label in _STAGES if k in t))
     lines.append(f"results: {out_dir} (metrics.csv, metrics.json, provenance.json)")
@@ -203,6 +210,24 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_config(args: argparse.Namespace) -> int:
     print(json.dumps(config_from_args(args).to_dict(), indent=2))
+    return 0
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .plan import plan_for
+
+    from . import data as D
+
+    cfg = config_from_args(args)
+    dc = cfg.data
+    if dc.dataset == "nifti" and not dc.data_dir:
+        raise UsageError("--dataset nifti needs a data folder", "pass --data-dir DIR, the folder holding imagesTr/")
+    plan = plan_for(cfg, D.resolve_la_dir(dc.data_dir) if dc.dataset == "la" else dc.data_dir)
+    path = plan.save(Path(cfg.out_dir) / "plan.json")
+    print(plan.describe())
+    print(f"plan written to {path} (`sfr-teach run` plans NIfTI data itself; --set data.plan=off keeps the preset)")
     return 0
 
 
@@ -262,6 +287,13 @@ def _add_config(sub) -> None:
     p.set_defaults(func=_cmd_config)
 
 
+def _add_plan(sub) -> None:
+    p = sub.add_parser("plan", parents=[_common()],
+                       help="fingerprint the data and print / save the geometry planned for a preset (plan.json)")
+    _add_run_args(p)
+    p.set_defaults(func=_cmd_plan)
+
+
 def _add_data(sub) -> None:
     data = sub.add_parser("data", help="datasets")
     dsub = data.add_subparsers(dest="data_command", required=True)
@@ -275,7 +307,7 @@ def _add_data(sub) -> None:
 
 
 #: one function per sub-command, in the order ``--help`` lists them
-_COMMANDS: List[Callable[[Any], None]] = [_add_run, _add_config, _add_data]
+_COMMANDS: List[Callable[[Any], None]] = [_add_run, _add_config, _add_plan, _add_data]
 
 
 def build_parser() -> argparse.ArgumentParser:

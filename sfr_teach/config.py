@@ -31,7 +31,11 @@ class DataConfig:
     labeled: int = 1  # "N labelled" = the first N names of train.list
     val: int = 16  # validation split = last K of train.list when test.list is absent
     num_classes: int = 2  # background included
-    downsample: int = 1  # integer factor applied to every volume on load (classroom: 2)
+    # integer block-mean factors (H, W, D) applied on load (classroom: 2 on every axis); one number = every axis
+    downsample: Tuple[int, ...] = (1, 1, 1)
+    slice_axis: int = 2  # array axis the slices are stacked along; moved last on load (a data plan sets it)
+    plan: str = "auto"  # geometry from a data plan (sfr_teach.plan): auto (nifti only) | on | off
+    class_names: Tuple[str, ...] = ()  # background first; empty: "class 1", "class 2", ... (a plan reads dataset.json)
     normalize: str = "zscore"  # per-volume intensity normalisation on load: zscore | none
     synthetic_cases: int = 10
     synthetic_shape: Tuple[int, int, int] = (64, 64, 48)
@@ -61,12 +65,7 @@ class SamConfig:
     lr: float = 1e-3
     weight_decay: float = 0.1
     warmup: int = 250
-    # the SAM stage's loss (sfr_teach.losses): w*CE + (1-w)*Dice; official SFR w = 0.5 (SAMed 0.2)
-    ce_weight: float = 0.5
-    # Dice denominators sum p + sum y (False) or sum p^2 + sum y^2 (True, the official SFR code). The squared form
-    # collapsed the randomly initialised tiny SAM to all-background (foreground Dice 0.00 vs 0.59 after 40 steps on
-    # one LA volume), so the fine-tuning default is the linear one; re-training keeps the squared Dice (UA-MT/SSL4MIS)
-    dice_squared: bool = False
+    ce_weight: float = 0.5  # loss = w*CE + (1-w)*Dice
     augment: bool = True
     tau: float = 0.985  # SFR+ confidence threshold
     sfr_plus_rounds: int = 1
@@ -117,6 +116,7 @@ class Config:
     out_dir: str = "runs/smoke"
     num_threads: int = 0  # torch CPU threads (0: torch's default)
     sam_from: Optional[str] = None  # reuse the sam/ and pseudo_labels/ stages of another results folder
+    overrides: Tuple[str, ...] = ()  # keys set explicitly (get_config's overrides): a data plan never changes them
     data: DataConfig = field(default_factory=DataConfig)
     sam: SamConfig = field(default_factory=SamConfig)
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
@@ -165,7 +165,7 @@ _PRESET_OVERRIDES: Dict[str, Dict[str, Any]] = {
         "out_dir": "runs/classroom",
         "num_threads": 2,
         "data.dataset": "la",
-        "data.downsample": 2,
+        "data.downsample": (2, 2, 2),
         "data.val": 16,
         "sam.image_size": 448,
         "sam.crop_size": (56, 56, 40),  # the 112x112x80 reference crop at half resolution -> 7x7 grid
@@ -251,8 +251,10 @@ def get_config(preset: str = "smoke", overrides: Optional[Dict[str, Any]] = None
     cfg = Config(preset=preset)
     for k, v in _PRESET_OVERRIDES[preset].items():
         _set_dotted(cfg, k, copy.deepcopy(v))
-    for k, v in {**(overrides or {}), **kw}.items():
+    explicit = {**(overrides or {}), **kw}
+    for k, v in explicit.items():
         _set_dotted(cfg, k, v)
+    cfg.overrides = tuple(sorted(explicit))
     return cfg
 
 

@@ -27,7 +27,8 @@ from typing import Any, Dict, Iterable, Mapping, Optional, Sequence
 import numpy as np
 from medpy.metric import binary as _mp
 
-__all__ = ["dice", "jaccard", "hd95", "asd", "case_metrics", "summarize", "format_mean_std", "METRICS"]
+__all__ = ["dice", "jaccard", "hd95", "asd", "case_metrics", "summarize", "per_class_summary", "format_mean_std",
+           "METRICS"]
 
 METRICS = ("dice", "jaccard", "hd95", "asd")
 Spacing = Optional[Sequence[float]]
@@ -155,6 +156,25 @@ def summarize(rows: Iterable[Mapping[str, Any]]) -> Dict[str, Dict[str, float]]:
                 "n": n,
                 "excluded": int(a.size - n),
             }
+    return out
+
+
+def per_class_summary(summary: Mapping[str, Mapping[str, float]], class_names: Sequence[str],
+                      metrics: Sequence[str] = METRICS) -> Dict[str, Dict[str, float]]:
+    """``{class name: {"dice": mean, "dice_std": std, "hd95": ..., ...}}`` for the foreground classes,
+    read from a :func:`summarize` of :func:`case_metrics` rows (columns ``dice_1``, ``hd95_1``, ...).
+    ``class_names`` holds the background first; metrics absent from the summary are skipped."""
+    out: Dict[str, Dict[str, float]] = {}
+    for c, name in enumerate(class_names):
+        if c == 0:
+            continue
+        entry: Dict[str, float] = {}
+        for m in metrics:
+            s = summary.get(f"{m}_{c}")
+            if s is not None and "mean" in s:
+                entry[m], entry[f"{m}_std"] = s["mean"], s["std"]
+        if entry:
+            out[str(name)] = entry
     return out
 
 

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from .config import Config, resolve_device
+from .metrics import per_class_summary
 
 log = logging.getLogger("sfr_teach")
 
@@ -52,6 +53,7 @@ class DataBundle:
     num_classes: int
     test_source: str = "validation"
     description: str = ""
+    class_names: tuple = ()  # background first (data.class_names, else "class 1", ...)
 
     def names(self) -> Dict[str, List[str]]:
         return {k: [v.name for v in getattr(self, k)] for k in ("labeled", "unlabeled", "test")}
@@ -83,22 +85,27 @@ def load_data(cfg: Config) -> DataBundle:
             num_classes=num_classes,
             test_source="validation",
             description=f"synthetic {kind} phantoms {tuple(dc.synthetic_shape)}, seed {cfg.seed}",
+            class_names=_class_names(dc, num_classes),
         )
 
     root = data_dir(cfg)
     if dc.dataset == "la":
-        ds = D.LADataset(root, downsample=dc.downsample, num_classes=dc.num_classes)
-        desc = f"LA h5 from {root}" + (f", downsampled x{dc.downsample}" if dc.downsample > 1 else "")
+        ds = D.LADataset(root, downsample=dc.downsample if dc.slice_axis % 3 == 2 else 1, num_classes=dc.num_classes)
+        desc = f"LA h5 from {root}"
     elif dc.dataset == "nifti":
         ds = D.NiftiDataset(root, num_classes=dc.num_classes)
         desc = f"NIfTI pairs from {root}"
     else:
         raise ValueError(f"unknown data.dataset {dc.dataset!r}; choose synthetic, la or nifti")
+    desc += f", slices along array axis {dc.slice_axis % 3} (moved last)" if dc.slice_axis % 3 != 2 else ""
+    factors = D.downsample_factors(dc.downsample)
+    desc += f", downsampled x{'x'.join(map(str, factors))}" if max(factors) > 1 else ""
     split = ds.split(dc.labeled, dc.val)
     desc += ", z-scored per volume" if dc.normalize == "zscore" else ""
 
     def load(names: List[str]) -> list:
-        return [_prepare(D, ds.load(n), dc, downsample=dc.dataset == "nifti") for n in names]
+        return [_prepare(D, ds.load(n), dc, downsample=dc.dataset == "nifti" or dc.slice_axis % 3 != 2)
+                for n in names]
 
     return DataBundle(
         labeled=load(split.labeled),
@@ -107,6 +114,7 @@ def load_data(cfg: Config) -> DataBundle:
         num_classes=dc.num_classes,
         test_source=split.test_source,
         description=desc,
+        class_names=_class_names(dc, dc.num_classes, root),
     )
 
 
@@ -129,10 +137,23 @@ def data_dir(cfg: Config) -> Optional[str]:
 
 
 def _prepare(D, vol, dc, downsample: bool = True):
-    """Down-sample (when the loader has not) and normalise one volume as ``cfg.data`` says."""
-    if downsample and dc.downsample > 1:
+    """Move the slice axis last, down-sample (when the loader has not) and normalise one volume as
+    ``cfg.data`` says (``data.downsample`` factors are in that working order)."""
+    vol = D.slice_axis_last(vol, dc.slice_axis)
+    if downsample:
         vol = D.downsample_volume(vol, dc.downsample)
     return D.normalize_volume(vol, dc.normalize)
+
+
+def _class_names(dc, num_classes: int, root: Optional[str] = None) -> tuple:
+    """``data.class_names`` (background first) when it names every class, else those of a NIfTI folder's
+    ``dataset.json``, else background, class 1, ..."""
+    from .plan import read_class_names
+
+    names = tuple(dc.class_names) or tuple(read_class_names(root) or () if dc.dataset == "nifti" else ())
+    if len(names) == num_classes:
+        return names
+    return ("background",) + tuple(f"class {c}" for c in range(1, num_classes))
 
 
 # ----------------------------------------------------------------------------- stage 2: SAM
@@ -304,9 +325,15 @@ def run_pipeline(cfg: Config, sfr_plus: bool = False) -> Dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     if cfg.data.dataset != "synthetic":
         cfg.data.data_dir = data_dir(cfg)  # config.json names the folder that was read, never an absolute path
+    from .plan import plan_run, warn_geometry
+
+    cfg, plan = plan_run(cfg)  # data.plan (auto: NIfTI): the geometry from the data; explicit overrides win
+    if plan is not None:
+        plan.save(out / "plan.json")
     cfg.save(out / "config.json")
 
     data = load_data(cfg)
+    geometry_warnings = warn_geometry(cfg, data.labeled + data.unlabeled + data.test)
     provenance: Dict[str, Any] = {
         "preset": cfg.preset,
         "data": data.description,
@@ -317,6 +344,9 @@ def run_pipeline(cfg: Config, sfr_plus: bool = False) -> Dict[str, Any]:
         "device": str(device),
         "sam": sam_provenance(cfg) if cfg.retrain.sfr else None,
         "pseudo_labels": cfg.retrain.pseudo_labels if cfg.retrain.sfr else None,
+        "class_names": list(data.class_names),
+        "plan": plan.describe() if plan is not None else "off: the preset's geometry (data.plan)",
+        "geometry_warnings": geometry_warnings,
     }
     (out / "provenance.json").write_text(json.dumps({**provenance, "names": data.names()}, indent=2))
 
@@ -335,7 +365,7 @@ def run_pipeline(cfg: Config, sfr_plus: bool = False) -> Dict[str, Any]:
             pseudo = plus["pseudo_labels"]
             provenance["sfr_plus"] = {k: plus[k] for k in ("tau", "high", "low")}
             timings["sfr_plus_s"] = time.time() - t
-        pl_summary = _pseudo_label_summary(pseudo)
+        pl_summary = _pseudo_label_summary(pseudo, data.class_names)
         if cfg.retrain.pseudo_labels == "online":  # SAM (after SFR+, the re-fine-tuned one) labels every crop
             pl_fn = online_pseudo_label_fn(cfg, segmenter, device)
 
@@ -350,6 +380,7 @@ def run_pipeline(cfg: Config, sfr_plus: bool = False) -> Dict[str, Any]:
     summary = {
         **provenance,
         "metrics": table.summary,
+        "metrics_per_class": per_class_summary(table.summary, data.class_names),
         "pseudo_label_quality": pl_summary,
         "timings": timings,
     }
@@ -362,13 +393,22 @@ def run_pipeline(cfg: Config, sfr_plus: bool = False) -> Dict[str, Any]:
     return {"summary": summary, "table": table, "model": result.model, "pseudo_labels": pseudo, "data": data}
 
 
-def _pseudo_label_summary(pseudo: list) -> Optional[Dict[str, Any]]:
-    """Pseudo-label Dice against the (hidden) ground truth of unlabelled volumes: for teaching only."""
+def _pseudo_label_summary(pseudo: list, class_names: tuple = ()) -> Optional[Dict[str, Any]]:
+    """Pseudo-label Dice against the (hidden) ground truth of unlabelled volumes: for teaching only.
+    ``per_class``: {class name: mean Dice, mean confidence} over the volumes (foreground classes)."""
     dices = [p.dice for p in pseudo if p.dice is not None]
     if not dices:
         return None
-    return {"dice_mean": float(np.mean(dices)), "dice_std": float(np.std(dices)), "n": len(dices),
-            "confidence_mean": float(np.mean([p.confidence for p in pseudo]))}
+    out = {"dice_mean": float(np.mean(dices)), "dice_std": float(np.std(dices)), "n": len(dices),
+           "confidence_mean": float(np.mean([p.confidence for p in pseudo]))}
+    scored = [p for p in pseudo if p.class_dice is not None]
+    if scored and class_names:
+        out["per_class"] = {
+            name: {"dice_mean": float(np.mean([p.class_dice[c - 1] for p in scored])),
+                   "confidence_mean": float(np.nanmean([p.class_confidence[c] for p in scored]))}
+            for c, name in enumerate(class_names) if c > 0 and c - 1 < len(scored[0].class_dice)
+        }
+    return out
 
 
 def _json_default(o: Any) -> Any:

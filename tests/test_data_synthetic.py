@@ -76,3 +76,55 @@ def test_smooth_noise_is_smooth():
     f = smooth_noise(np.random.default_rng(0), (32, 32, 16), cells=4)
     assert f.shape == (32, 32, 16) and abs(f.mean()) < 1e-5 and abs(f.std() - 1) < 1e-4
     assert np.abs(np.diff(f, axis=0)).mean() < 0.2  # neighbours are close (white noise would give ~1.1)
+
+
+# ----------------------------------------------------------------------------- anisotropic multi-class phantom
+def test_anisotropic_phantom_thick_slices_three_touching_classes():
+    from scipy import ndimage
+
+    from sfr_teach.data import HEART_CLASSES, make_anisotropic_phantom
+
+    a, b = make_anisotropic_phantom(3, shape=(96, 112, 10)), make_anisotropic_phantom(3, shape=(96, 112, 10))
+    assert np.array_equal(a.image, b.image) and np.array_equal(a.label, b.label)
+    assert a.image.shape == a.label.shape == (96, 112, 10) and a.spacing == (1.5, 1.5, 10.0)
+    assert a.image.dtype == np.float32 and abs(a.image.mean()) < 1e-4 and abs(a.image.std() - 1) < 1e-3
+    assert set(np.unique(a.label)) == {0, 1, 2, 3} and len(HEART_CLASSES) == 4
+    # the heart crosses most of the ten 10 mm slices and every structure spans several of them
+    assert (a.label > 0).any(axis=(0, 1)).sum() >= 7
+    for c in (1, 2, 3):
+        assert (a.label == c).any(axis=(0, 1)).sum() >= 4
+    # touching: each structure borders another one (one in-plane dilation reaches it)
+    for c, other in ((1, 2), (2, 3)):
+        grown = ndimage.binary_dilation(a.label == c, structure=np.ones((3, 3, 1)))
+        assert (grown & (a.label == other)).sum() > 20
+    # bright blood (LV, RV) > background > dark myocardium, on average
+    mean = [a.image[a.label == c].mean() for c in range(4)]
+    assert mean[3] > mean[1] > mean[0] > mean[2]
+
+
+def test_anisotropic_phantom_slice_axis_and_sizes_in_mm():
+    from sfr_teach.data import make_anisotropic_phantom
+
+    last = make_anisotropic_phantom(5, shape=(80, 96, 10))
+    first = make_anisotropic_phantom(5, shape=(10, 80, 96), spacing=(10.0, 1.5, 1.5), slice_axis=0)
+    assert first.image.shape == (10, 80, 96) and first.spacing == (10.0, 1.5, 1.5)
+    assert np.array_equal(np.moveaxis(first.label, 0, -1), last.label)  # the same heart, slices on axis 0
+    # finer in-plane spacing -> the heart spans more voxels (sizes are in mm)
+    fine = make_anisotropic_phantom(5, shape=(160, 192, 10), spacing=(0.75, 0.75, 10.0))
+    assert 3.0 < (fine.label > 0).sum() / (last.label > 0).sum() < 5.0
+
+
+def test_write_msd_dataset_layout_and_dataset_json(tmp_path):
+    import json
+
+    from sfr_teach.data import NiftiDataset, write_msd_dataset
+
+    root = write_msd_dataset(tmp_path / "heart", 3, seed=1, shape=(48, 56, 8), unlabeled=1)
+    meta = json.loads((root / "dataset.json").read_text())
+    assert meta["labels"] == {"0": "background", "1": "right ventricle", "2": "myocardium", "3": "left ventricle"}
+    assert meta["numTraining"] == 3 and "label" not in meta["training"][2]
+    assert sorted(p.name for p in (root / "imagesTr").iterdir()) == [f"heart_00{i}_0000.nii.gz" for i in range(3)]
+    ds = NiftiDataset(root, num_classes=4)
+    v = ds.load("heart_000")
+    assert v.shape == (48, 56, 8) and v.spacing == (1.5, 1.5, 10.0) and set(np.unique(v.label)) == {0, 1, 2, 3}
+    assert ds.load("heart_002").label is None

@@ -11,14 +11,15 @@ from importlib import import_module
 from typing import Any
 
 _EXPORTS = {
-    "volume": ("DataError", "MissingDataError", "Volume", "VolumeCache", "downsample_volume", "normalize_volume",
-               "validate_volume", "zscore"),
+    "volume": ("DataError", "MissingDataError", "Volume", "VolumeCache", "downsample_factors", "downsample_volume",
+               "normalize_volume", "slice_axis_last", "validate_volume", "zscore"),
     "splits": ("Split", "make_split"),
     "la": ("LA_SPACING", "LADataset", "load_la_volume"),
     "download": ("DEFAULT_LA_URL", "DownloadError", "download_la", "fetch_file"),
     "nifti": ("NiftiDataset", "load_nifti_volume", "save_nifti"),
-    "synthetic": ("make_phantom", "smooth_noise", "synthetic_dataset"),
-    "transforms": ("PlainCompose", "RandBezierIntensityd", "bezier_intensity", "center_crop_or_pad", "crop_around_label", "to_channel_first", "train_transform", "volume_to_sample"),
+    "synthetic": ("HEART_CLASSES", "make_anisotropic_phantom", "make_phantom", "smooth_noise", "synthetic_dataset",
+                  "write_msd_dataset"),
+    "transforms": ("PlainCompose", "center_crop_or_pad", "crop_around_label", "to_channel_first", "train_transform", "volume_to_sample"),
     "sampler": ("TwoStreamBatchSampler", "infinite_batches"),
     "paths": ("portable_path", "resolve_la_dir"),
 }

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import List, Optional, Union
 
 from .splits import Split, make_split
-from .volume import DataError, MissingDataError, Volume, VolumeCache, downsample_volume, validate_volume
+from .volume import (DataError, MissingDataError, Volume, VolumeCache, downsample_factors, downsample_volume,
+                     validate_volume)
 
 LA_SPACING = (0.625, 0.625, 0.625)
 LA_SUBDIR = "2018LA_Seg_Training Set"
@@ -83,9 +84,10 @@ class LADataset:
     cached (the last ``cache_size`` volumes); ``split(labeled, val)`` gives the SSL protocol split.
     """
 
-    def __init__(self, root: PathLike, downsample: int = 1, num_classes: int = 2, cache_size: int = 8):
+    def __init__(self, root: PathLike, downsample=1, num_classes: int = 2, cache_size: int = 8):
         self.root = Path(root)
-        self.downsample = int(downsample)
+        f = downsample_factors(downsample)  # one factor for every axis, or (fh, fw, fd)
+        self.downsample = f[0] if len(set(f)) == 1 else f
         self.num_classes = int(num_classes)
         self._cache = VolumeCache(cache_size)
         if not self.root.is_dir():

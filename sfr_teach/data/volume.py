@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, replace
-from typing import Callable, Optional, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -114,12 +114,12 @@ def validate_volume(
     return image, label.astype(np.uint8, copy=False)
 
 
-def _block_view(a: np.ndarray, factor: int, mode: str) -> np.ndarray:
-    """Pad (H, W, D) up to multiples of ``factor`` and view it as (h, f, w, f, d, f) blocks."""
-    pad = [(0, (-n) % factor) for n in a.shape]
+def _block_view(a: np.ndarray, factor: Tuple[int, int, int], mode: str) -> np.ndarray:
+    """Pad (H, W, D) up to multiples of ``factor`` (per axis) and view it as (h, fh, w, fw, d, fd) blocks."""
+    pad = [(0, (-n) % f) for n, f in zip(a.shape, factor)]
     a = np.pad(a, pad, mode=mode)
-    h, w, d = (n // factor for n in a.shape)
-    return a.reshape(h, factor, w, factor, d, factor)
+    h, w, d = (n // f for n, f in zip(a.shape, factor))
+    return a.reshape(h, factor[0], w, factor[1], d, factor[2])
 
 
 def zscore(image: np.ndarray) -> np.ndarray:
@@ -143,18 +143,26 @@ def normalize_volume(vol: Volume, mode: str = "zscore") -> Volume:
     return replace(vol, image=zscore(vol.image))
 
 
-def downsample_volume(vol: Volume, factor: int) -> Volume:
-    """Shrink a volume by an integer ``factor`` along every axis.
+def downsample_factors(factor: "int | Sequence[int]") -> Tuple[int, int, int]:
+    """``(fh, fw, fd)`` integer factors >= 1 from one factor (every axis) or one / three per axis."""
+    f = (factor,) if np.isscalar(factor) else tuple(factor)
+    if len(f) == 1:
+        f = f * 3
+    if len(f) != 3 or any(int(x) != x or int(x) < 1 for x in f):
+        raise ValueError(f"downsample factor must be an integer >= 1 or three of them (per axis), got {factor!r}")
+    return tuple(int(x) for x in f)  # type: ignore[return-value]
 
-    image (H, W, D) -> (ceil(H/f), ceil(W/f), ceil(D/f)): **block mean** over f x f x f blocks
+
+def downsample_volume(vol: Volume, factor: "int | Sequence[int]") -> Volume:
+    """Shrink a volume by an integer ``factor`` along every axis, or by ``(fh, fw, fd)`` per axis.
+
+    image (H, W, D) -> (ceil(H/fh), ceil(W/fw), ceil(D/fd)): **block mean** over fh x fw x fd blocks
     (edges replicated to fill the last block). label: **majority vote** in the same blocks, so it
     stays in {0..C-1} and is aligned with the image (ties go to the lower class). spacing x f; the
     affine is scaled and shifted to the block centres.
     """
-    factor = int(factor)
-    if factor < 1:
-        raise ValueError(f"downsample factor must be an integer >= 1, got {factor}")
-    if factor == 1:
+    factor = downsample_factors(factor)
+    if factor == (1, 1, 1):
         return vol
     image = _block_view(vol.image, factor, "edge").mean(axis=(1, 3, 5), dtype=np.float64).astype(np.float32)
     label = None
@@ -165,10 +173,32 @@ def downsample_volume(vol: Volume, factor: int) -> Volume:
         label = counts.argmax(axis=0).astype(np.uint8)
     affine = None
     if vol.affine is not None:
-        scale = np.diag([factor, factor, factor, 1.0])
-        scale[:3, 3] = (factor - 1) / 2.0
+        scale = np.diag([*factor, 1.0])
+        scale[:3, 3] = [(f - 1) / 2.0 for f in factor]
         affine = np.asarray(vol.affine, dtype=np.float64) @ scale
-    spacing = tuple(float(s) * factor for s in vol.spacing)
+    spacing = tuple(float(s) * f for s, f in zip(vol.spacing, factor))
+    return replace(vol, image=image, label=label, spacing=spacing, affine=affine)  # type: ignore[arg-type]
+
+
+def slice_axis_last(vol: Volume, axis: int) -> Volume:
+    """The volume with array axis ``axis`` (0, 1 or 2) moved last, so its slices are stacked along D.
+
+    image / label (..., n_axis, ...) -> (H, W, n_axis); spacing is permuted the same way and the
+    affine's columns too, so every voxel keeps its world position (a NIfTI written from the result
+    overlays the original in any viewer, with its array axes in the new order).
+    """
+    axis = int(axis) % 3
+    if axis == 2:
+        return vol
+    order = [a for a in range(3) if a != axis] + [axis]
+    image = np.ascontiguousarray(np.transpose(vol.image, order))
+    label = None if vol.label is None else np.ascontiguousarray(np.transpose(vol.label, order))
+    affine = None
+    if vol.affine is not None:
+        perm = np.eye(4)
+        perm[:3, :3] = np.eye(3)[:, order]
+        affine = np.asarray(vol.affine, dtype=np.float64) @ perm
+    spacing = tuple(float(vol.spacing[a]) for a in order)
     return replace(vol, image=image, label=label, spacing=spacing, affine=affine)  # type: ignore[arg-type]
 
 

@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import copy
+import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,17 +29,17 @@ import numpy as np
 from scipy import ndimage
 from tqdm.auto import tqdm
 
-from ..csv_io import write_csv
 from ..data.nifti import save_nifti
 from ..metrics import dice
-from .finetune import finetune
-from .mosaics import as_pair
+from .finetune import as_pair, finetune
 from .predict import predict_volume
 
 __all__ = [
     "PseudoLabel",
     "confidence",
     "dice_score",
+    "class_dice",
+    "class_confidence",
     "largest_component",
     "generate_pseudo_labels",
     "load_pseudo_labels",
@@ -57,6 +58,8 @@ class PseudoLabel:
     confidence: float
     foreground_fraction: float
     dice: Optional[float] = None  # vs ground truth, teaching only
+    class_confidence: Optional[List[float]] = None  # per class c: mean prob[c] where c is predicted (NaN: never)
+    class_dice: Optional[List[float]] = None  # per foreground class 1..C-1 vs ground truth, teaching only
 
 
 def confidence(prob: np.ndarray, mode: str = "mean_max", band: int = 3) -> float:
@@ -72,6 +75,14 @@ def confidence(prob: np.ndarray, mode: str = "mean_max", band: int = 3) -> float
         region = ndimage.binary_dilation(fg, iterations=int(band)) if band > 0 else fg
         return float(pmax[region].mean())
     raise ValueError(f"unknown confidence mode {mode!r}; choose 'mean_max' or 'foreground_band'")
+
+
+def class_confidence(prob: np.ndarray) -> List[float]:
+    """Per class ``c`` of ``prob (C, H, W, D)``: the mean probability of ``c`` over the voxels predicted
+    as ``c`` (how sure SAM is where it says ``c``); NaN for a class it never predicts."""
+    prob = np.asarray(prob, dtype=np.float32)
+    pred = prob.argmax(0)
+    return [float(prob[c][pred == c].mean()) if (pred == c).any() else float("nan") for c in range(prob.shape[0])]
 
 
 def largest_component(label: np.ndarray) -> np.ndarray:
@@ -92,7 +103,12 @@ def largest_component(label: np.ndarray) -> np.ndarray:
 
 def dice_score(pred: np.ndarray, truth: np.ndarray, num_classes: int) -> float:
     """Mean :func:`sfr_teach.metrics.dice` over the foreground classes 1..C-1 (both empty -> 1)."""
-    return float(np.mean([dice(pred == c, truth == c) for c in range(1, num_classes)]))
+    return float(np.mean(class_dice(pred, truth, num_classes)))
+
+
+def class_dice(pred: np.ndarray, truth: np.ndarray, num_classes: int) -> List[float]:
+    """:func:`sfr_teach.metrics.dice` of each foreground class 1..C-1 (both empty -> 1)."""
+    return [dice(pred == c, truth == c) for c in range(1, num_classes)]
 
 
 def _save_one(out: Path, pl: PseudoLabel, spacing: Optional[Sequence[float]]) -> None:
@@ -102,9 +118,19 @@ def _save_one(out: Path, pl: PseudoLabel, spacing: Optional[Sequence[float]]) ->
 
 def _write_summary(out: Path, pls: Sequence[PseudoLabel]) -> None:
     rows = [{"name": p.name, "confidence": p.confidence, "foreground_fraction": p.foreground_fraction,
-             "dice": p.dice} for p in pls]
+             "dice": p.dice, "class_confidence": p.class_confidence, "class_dice": p.class_dice} for p in pls]
     (out / "summary.json").write_text(json.dumps(rows, indent=1))
-    write_csv(out / "summary.csv", rows)
+    flat = []
+    for r in rows:  # the CSV spreads the per-class lists over columns confidence_<c> / dice_<c>
+        row = {k: v for k, v in r.items() if not k.startswith("class_")}
+        row.update({f"confidence_{c}": v for c, v in enumerate(r["class_confidence"] or [])})
+        row.update({f"dice_{c + 1}": v for c, v in enumerate(r["class_dice"] or [])})
+        flat.append(row)
+    fields = list(dict.fromkeys(k for r in flat for k in r))
+    with open(out / "summary.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(flat)
 
 
 def generate_pseudo_labels(
@@ -134,8 +160,9 @@ def generate_pseudo_labels(
         num_classes = prob.shape[0]
         if largest_cc:
             label = largest_component(label)
+        per_class = class_dice(label, truth, num_classes) if truth is not None else None
         pl = PseudoLabel(name, label, prob, confidence(prob, conf_mode), float((label > 0).mean()),
-                         dice_score(label, truth, num_classes) if truth is not None else None)
+                         float(np.mean(per_class)) if per_class is not None else None, class_confidence(prob), per_class)
         if out is not None:
             _save_one(out, pl, getattr(vol, "spacing", None))
         result.append(pl)
@@ -157,14 +184,13 @@ def load_pseudo_labels(out_dir: str | Path) -> List[PseudoLabel]:
             raise FileNotFoundError(f"{path} listed in {summary} is missing; re-generate the pseudo-labels")
         with np.load(path) as z:
             result.append(PseudoLabel(row["name"], z["label"], z["prob"], float(row["confidence"]),
-                                      float(row["foreground_fraction"]), row.get("dice")))
+                                      float(row["foreground_fraction"]), row.get("dice"),
+                                      row.get("class_confidence"), row.get("class_dice")))
     return result
 
 
-def split_by_confidence(pseudo_labels: Sequence[PseudoLabel], tau: float) -> Tuple[List[PseudoLabel], List[PseudoLabel]]:
-    """``(high, low)``: confidence >= tau joins SAM's fine-tuning set (SFR+), the rest re-trains.
-
-    ``tau``: ``SamConfig.tau`` (the paper's 0.985 is its default, stated there only)."""
+def split_by_confidence(pseudo_labels: Sequence[PseudoLabel], tau: float = 0.985) -> Tuple[List[PseudoLabel], List[PseudoLabel]]:
+    """``(high, low)``: confidence >= tau joins SAM's fine-tuning set (SFR+), the rest re-trains."""
     high = [p for p in pseudo_labels if p.confidence >= tau]
     low = [p for p in pseudo_labels if p.confidence < tau]
     return high, low
