@@ -118,3 +118,27 @@ def test_cube_position_head_shape():
     head = CubePositionHead(channels=64, n=3)
     assert head(torch.randn(2, 64, 6, 6, 6)).shape == (2, 27, 27)
     assert np.prod(head.fc.weight.shape) == 64 * 27
+
+
+class _SignTeacher(nn.Module):
+    """Logits (0, 20 tanh(10 x)): certain wherever |x| >> the teacher noise (0.2), a coin flip at x = 0."""
+
+    def forward(self, x):
+        return torch.cat([torch.zeros_like(x), 20 * torch.tanh(10 * x)], 1)
+
+
+def test_uamt_batched_passes_keep_items_apart():
+    from sfr_teach.config import get_config
+    from sfr_teach.ssl.ua_mt import UAMT
+
+    cfg = get_config("smoke").retrain
+    cfg.uamt_passes = 6
+    method = UAMT(_SignTeacher(), cfg, 2)
+    x = torch.stack([torch.full((1, 4, 4, 2), 5.0), torch.full((1, 4, 4, 2), -5.0), torch.zeros(1, 4, 4, 2)])
+    torch.manual_seed(0)
+    u = method.uncertainty(x)  # (3, 1, 4, 4, 2); T passes of all three items in one forward
+    assert u.shape == (3, 1, 4, 4, 2)
+    # items 0 and 1 are certain in every pass (opposite classes): averaging across items would give ln 2
+    assert float(u[:2].max()) < 1e-3
+    # item 2: each pass draws its own noise, so the mean softmax over 6 passes is mixed -> high entropy
+    assert float(u[2].mean()) > 0.3

@@ -53,12 +53,16 @@ class EMATeacher:
     @torch.no_grad()
     def update(self, student: nn.Module, step: int) -> None:
         a = self.alpha(step)
-        for t, s in zip(self.model.parameters(), student.parameters()):
-            t.mul_(a).add_(s.detach(), alpha=1.0 - a)
+        teacher = list(self.model.parameters())
+        torch._foreach_mul_(teacher, a)  # one call for all parameters, same values as a per-tensor loop
+        torch._foreach_add_(teacher, [s.detach() for s in student.parameters()], alpha=1.0 - a)
 
-    @torch.no_grad()
     def __call__(self, x: torch.Tensor, **kw) -> Any:
-        return self.model(x, **kw)
+        """The teacher's output under ``torch.inference_mode`` (no autograd bookkeeping). The result
+        is an inference tensor: combine it with student tensors in new tensors (softmax, masks), never
+        as something autograd saves as is (e.g. a cross-entropy target: ``.clone()`` it first)."""
+        with torch.inference_mode():
+            return self.model(x, **kw)
 
 
 def teacher_noise(x: torch.Tensor, std: float = 0.1, clip: float = 0.2) -> torch.Tensor:

@@ -43,8 +43,9 @@ class SelfTraining(Method):
         x, y, lbs = self.split(batch)
         logits = self.student(x)
         sup = self.supervised(logits[:lbs], y)
-        with torch.no_grad():
+        with torch.inference_mode():
             pseudo = self.frozen(x[lbs:]).argmax(1)
+        pseudo = pseudo.clone()  # a normal tensor: the CE loss saves its target for backward
         unsup = ce_dice(logits[lbs:], pseudo)
         w = self.weight(it)
         logs = {"loss_sup": float(sup.detach()), "loss_self": float(unsup.detach()), "w_self": w}
