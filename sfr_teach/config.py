@@ -30,6 +30,7 @@ class DataConfig:
     data_dir: Optional[str] = None  # LA: None -> $SFR_LA_DIR, else data/LA (sfr_teach.data.resolve_la_dir)
     labeled: int = 1  # "N labelled" = the first N names of train.list
     val: int = 16  # validation split = last K of train.list when test.list is absent
+    fold: Optional[int] = None  # cross-validation: test = the fold-th block of `val` names (None: the last `val`)
     num_classes: int = 2  # background included
     # integer block-mean factors (H, W, D) applied on load (classroom: 2 on every axis); one number = every axis
     downsample: Tuple[int, ...] = (1, 1, 1)
@@ -65,7 +66,12 @@ class SamConfig:
     lr: float = 1e-3
     weight_decay: float = 0.1
     warmup: int = 250
-    ce_weight: float = 0.5  # loss = w*CE + (1-w)*Dice
+    # the SAM stage's loss (sfr_teach.losses): w*CE + (1-w)*Dice; official SFR w = 0.5 (SAMed 0.2)
+    ce_weight: float = 0.5
+    # Dice denominators sum p + sum y (False) or sum p^2 + sum y^2 (True, the official SFR code). The squared form
+    # collapsed the randomly initialised tiny SAM to all-background (foreground Dice 0.00 vs 0.59 after 40 steps on
+    # one LA volume), so the fine-tuning default is the linear one; re-training keeps the squared Dice (UA-MT/SSL4MIS)
+    dice_squared: bool = False
     augment: bool = True
     tau: float = 0.985  # SFR+ confidence threshold
     sfr_plus_rounds: int = 1

@@ -97,10 +97,10 @@ def load_data(cfg: Config) -> DataBundle:
         desc = f"NIfTI pairs from {root}"
     else:
         raise ValueError(f"unknown data.dataset {dc.dataset!r}; choose synthetic, la or nifti")
+    split = ds.split(dc.labeled, dc.val, fold=dc.fold)
     desc += f", slices along array axis {dc.slice_axis % 3} (moved last)" if dc.slice_axis % 3 != 2 else ""
     factors = D.downsample_factors(dc.downsample)
     desc += f", downsampled x{'x'.join(map(str, factors))}" if max(factors) > 1 else ""
-    split = ds.split(dc.labeled, dc.val)
     desc += ", z-scored per volume" if dc.normalize == "zscore" else ""
 
     def load(names: List[str]) -> list:

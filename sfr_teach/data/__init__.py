@@ -19,7 +19,8 @@ _EXPORTS = {
     "nifti": ("NiftiDataset", "load_nifti_volume", "save_nifti"),
     "synthetic": ("HEART_CLASSES", "make_anisotropic_phantom", "make_phantom", "smooth_noise", "synthetic_dataset",
                   "write_msd_dataset"),
-    "transforms": ("PlainCompose", "center_crop_or_pad", "crop_around_label", "to_channel_first", "train_transform", "volume_to_sample"),
+    "transforms": ("PlainCompose", "RandBezierIntensityd", "bezier_intensity", "center_crop_or_pad", "crop_around_label",
+                   "to_channel_first", "train_transform", "volume_to_sample"),
     "sampler": ("TwoStreamBatchSampler", "infinite_batches"),
     "paths": ("portable_path", "resolve_la_dir"),
 }

@@ -127,6 +127,6 @@ class LADataset:
 
         return self._cache.get(name, read)
 
-    def split(self, labeled: int, val: int = 16) -> Split:
-        return make_split(self.train_names, self.test_names, labeled, val, source=str(self.root / "train.list"))
+    def split(self, labeled: int, val: int = 16, fold: Optional[int] = None) -> Split:
+        return make_split(self.train_names, self.test_names, labeled, val, source=str(self.root / "train.list"), fold=fold)
 

@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import copy
-import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +28,11 @@ import numpy as np
 from scipy import ndimage
 from tqdm.auto import tqdm
 
+from ..csv_io import write_csv
 from ..data.nifti import save_nifti
 from ..metrics import dice
-from .finetune import as_pair, finetune
+from .finetune import finetune
+from .mosaics import as_pair
 from .predict import predict_volume
 
 __all__ = [
@@ -126,11 +127,7 @@ def _write_summary(out: Path, pls: Sequence[PseudoLabel]) -> None:
         row.update({f"confidence_{c}": v for c, v in enumerate(r["class_confidence"] or [])})
         row.update({f"dice_{c + 1}": v for c, v in enumerate(r["class_dice"] or [])})
         flat.append(row)
-    fields = list(dict.fromkeys(k for r in flat for k in r))
-    with open(out / "summary.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields)
-        w.writeheader()
-        w.writerows(flat)
+    write_csv(out / "summary.csv", flat)  # columns in first-seen order
 
 
 def generate_pseudo_labels(
@@ -189,8 +186,10 @@ def load_pseudo_labels(out_dir: str | Path) -> List[PseudoLabel]:
     return result
 
 
-def split_by_confidence(pseudo_labels: Sequence[PseudoLabel], tau: float = 0.985) -> Tuple[List[PseudoLabel], List[PseudoLabel]]:
-    """``(high, low)``: confidence >= tau joins SAM's fine-tuning set (SFR+), the rest re-trains."""
+def split_by_confidence(pseudo_labels: Sequence[PseudoLabel], tau: float) -> Tuple[List[PseudoLabel], List[PseudoLabel]]:
+    """``(high, low)``: confidence >= tau joins SAM's fine-tuning set (SFR+), the rest re-trains.
+
+    ``tau``: ``SamConfig.tau`` (the paper's 0.985 is its default, stated there only)."""
     high = [p for p in pseudo_labels if p.confidence >= tau]
     low = [p for p in pseudo_labels if p.confidence < tau]
     return high, low
