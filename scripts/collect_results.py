@@ -10,12 +10,12 @@ command that made the row (read from ``command.txt`` beside ``metrics.json`` whe
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from pathlib import Path
 from typing import Any, Dict, List
 
-METRICS = ("dice", "jaccard", "hd95", "asd")
+from sfr_teach.csv_io import write_csv
+from sfr_teach.metrics import METRICS, format_mean_std
 
 
 def _mean_std(summary: Dict[str, Any], key: str):
@@ -49,21 +49,15 @@ def row_of(run_dir: Path) -> Dict[str, Any]:
     return row
 
 
-def _fmt(mean, std, scale=1.0, nd=2) -> str:
-    if mean is None:
-        return "n/a"
-    txt = f"{mean * scale:.{nd}f}"
-    return txt + (f" ± {std * scale:.{nd}f}" if std is not None else "")
-
-
 def to_markdown(rows: List[Dict[str, Any]]) -> str:
     head = "| method | variant | Dice % | Jaccard % | HD95 (mm) | ASD (mm) | pseudo-label Dice % | empty preds | min |"
     lines = [head, "|" + "---|" * 9]
     for r in rows:
         lines.append(
-            f"| {r['method']} | {r['variant']} | {_fmt(r['dice_mean'], r['dice_std'], 100, 1)} | "
-            f"{_fmt(r['jaccard_mean'], r['jaccard_std'], 100, 1)} | {_fmt(r['hd95_mean'], r['hd95_std'])} | "
-            f"{_fmt(r['asd_mean'], r['asd_std'])} | {_fmt(r['pseudo_label_dice'], None, 100, 1)} | "
+            f"| {r['method']} | {r['variant']} | {format_mean_std(r['dice_mean'], r['dice_std'], 1, 100)} | "
+            f"{format_mean_std(r['jaccard_mean'], r['jaccard_std'], 1, 100)} | "
+            f"{format_mean_std(r['hd95_mean'], r['hd95_std'])} | {format_mean_std(r['asd_mean'], r['asd_std'])} | "
+            f"{format_mean_std(r['pseudo_label_dice'], None, 1, 100)} | "
             f"{r['empty_predictions']} | {r['minutes']} |"
         )
     return "\n".join(lines) + "\n"
@@ -77,11 +71,7 @@ def main(argv=None) -> int:
     rows = [row_of(r) for r in args.runs if (r / "metrics.json").exists()]
     if not rows:
         raise SystemExit("no metrics.json found in the given folders")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.out.with_suffix(".csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(args.out.with_suffix(".csv"), rows)
     args.out.with_suffix(".json").write_text(json.dumps(rows, indent=2))
     args.out.with_suffix(".md").write_text(to_markdown(rows))
     print(to_markdown(rows))
