@@ -200,7 +200,8 @@ def test_smoke_run_ends_with_the_table(tmp_path, capsys, monkeypatch):
     lines = printed.strip().splitlines()
     assert lines[0].startswith("mean_teacher + SFR on synthetic single phantoms") and "2 test volumes" in lines[0]
     dice = summary["metrics"]["dice_1"]
-    assert lines[2].split()[:4] == ["1", f"{100 * dice['mean']:.2f}", "±", f"{100 * dice['std']:.2f}"]
+    # the class row: index and name (synthetic phantoms: "class 1"), then Dice mean ± std
+    assert lines[2].split()[:6] == ["1", "class", "1", f"{100 * dice['mean']:.2f}", "±", f"{100 * dice['std']:.2f}"]
     pl = summary["pseudo_label_quality"]
     assert lines[3].startswith(f"pseudo-label Dice %: {100 * pl['dice_mean']:.2f} ± {100 * pl['dice_std']:.2f} "
                                f"over {pl['n']} unlabelled volumes")
