@@ -7,8 +7,7 @@ name lists (:class:`Split`), transform pipelines or index batches.
 Names are imported lazily (PEP 562), so ``sfr-teach data download`` or loading an h5 file does not
 pay for importing torch and MONAI.
 """
-from importlib import import_module
-from typing import Any
+from .._lazy import lazy_exports
 
 _EXPORTS = {
     "volume": ("DataError", "MissingDataError", "Volume", "VolumeCache", "downsample_factors", "downsample_volume",
@@ -26,15 +25,4 @@ _EXPORTS = {
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f".{_WHERE[name]}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _WHERE)
