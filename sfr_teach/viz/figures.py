@@ -381,6 +381,27 @@ def _panels(n: int, max_cols: int = 3):
     return fig, flat[:n]
 
 
+def _curve_panels(runs: Mapping[Optional[str], List[Dict[str, float]]], keys: Sequence[str], x: str,
+                  title: Optional[str]):
+    """One panel per key, one line per run (a legend unless the only run is unnamed)."""
+    fig, axes = _panels(len(keys))
+    for ax, k in zip(axes, keys):
+        for name, rows in runs.items():
+            pts = [(r.get(x, i), r[k]) for i, r in enumerate(rows) if r.get(k) is not None]
+            if pts:
+                xs, ys = zip(*pts)
+                ax.plot(xs, ys, marker="." if name is None and len(xs) < 40 else None, lw=1.3, label=name)
+        ax.set_xlabel(x)
+        ax.set_title(k)
+        ax.grid(alpha=0.3)
+        if None not in runs:
+            ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def plot_curves(history: Any, keys: Optional[Sequence[str]] = None, x: str = "step", title: Optional[str] = None):
     """Training curves: one panel per key (e.g. ``["loss", "dice"]``).
 
@@ -399,18 +420,7 @@ def plot_curves(history: Any, keys: Optional[Sequence[str]] = None, x: str = "st
     if missing:
         have = sorted({k for r in rows for k in r})
         raise KeyError(f"plot_curves: keys {missing} not in the history; available: {have}")
-    fig, axes = _panels(len(keys))
-    for ax, k in zip(axes, keys):
-        pts = [(r.get(x, i), r[k]) for i, r in enumerate(rows) if k in r and r[k] is not None]
-        xs, ys = zip(*pts)
-        ax.plot(xs, ys, marker="." if len(xs) < 40 else None, lw=1.3)
-        ax.set_xlabel(x)
-        ax.set_title(k)
-        ax.grid(alpha=0.3)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _curve_panels({None: rows}, keys, x, title)
 
 
 def plot_curves_compare(
@@ -425,21 +435,7 @@ def plot_curves_compare(
     runs = {name: _read_history(h) for name, h in histories.items()}
     if not runs:
         raise ValueError("plot_curves_compare: no runs given")
-    fig, axes = _panels(len(keys))
-    for ax, k in zip(axes, keys):
-        for name, rows in runs.items():
-            pts = [(r.get(x, i), r[k]) for i, r in enumerate(rows) if r.get(k) is not None]
-            if pts:
-                xs, ys = zip(*pts)
-                ax.plot(xs, ys, lw=1.3, label=name)
-        ax.set_xlabel(x)
-        ax.set_title(k)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _curve_panels(runs, keys, x, title)
 
 
 def plot_case_bars(
