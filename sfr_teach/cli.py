@@ -12,9 +12,9 @@ an unknown ``--set`` key, a value of the wrong type, a missing SAM checkpoint --
 ``sfr-teach: error: <what> — <fix>`` and exits 2 (a failed download exits 1); ``--debug`` shows
 the traceback instead.
 
-Each sub-command is one ``_add_<name>(sub)`` function that builds its parser and sets ``func``
-(called with the parsed arguments, returns the exit code): a new command is one more such function
-in :data:`_COMMANDS`. The library never imports this module; it only parses arguments and calls
+Each sub-command's parser sets ``func`` (called with the parsed arguments, returns the exit code):
+``run``, ``config`` and ``plan`` share the run options (one line each in :data:`_RUN_LIKE`); any other
+command is one more ``_add_<name>(sub)`` function in :data:`_COMMANDS`. The library never imports this module; it only parses arguments and calls
 :mod:`sfr_teach.pipeline` and :mod:`sfr_teach.data`.
 """
 from __future__ import annotations
@@ -274,24 +274,19 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config override, repeatable")
 
 
-def _add_run(sub) -> None:
-    p = sub.add_parser("run", parents=[_common()],
-                       help="run stitching -> SAM fine-tuning -> pseudo-labels -> re-training -> evaluation")
-    _add_run_args(p)
-    p.set_defaults(func=_cmd_run)
+# the sub-commands that take the run options: name -> (help, handler)
+_RUN_LIKE = {
+    "run": ("run stitching -> SAM fine-tuning -> pseudo-labels -> re-training -> evaluation", _cmd_run),
+    "config": ("print the resolved configuration as JSON", _cmd_config),
+    "plan": ("fingerprint the data and print / save the geometry planned for a preset (plan.json)", _cmd_plan),
+}
 
 
-def _add_config(sub) -> None:
-    p = sub.add_parser("config", parents=[_common()], help="print the resolved configuration as JSON")
-    _add_run_args(p)
-    p.set_defaults(func=_cmd_config)
-
-
-def _add_plan(sub) -> None:
-    p = sub.add_parser("plan", parents=[_common()],
-                       help="fingerprint the data and print / save the geometry planned for a preset (plan.json)")
-    _add_run_args(p)
-    p.set_defaults(func=_cmd_plan)
+def _add_run_like(sub) -> None:
+    for name, (help_text, handler) in _RUN_LIKE.items():
+        p = sub.add_parser(name, parents=[_common()], help=help_text)
+        _add_run_args(p)
+        p.set_defaults(func=handler)
 
 
 def _add_data(sub) -> None:
@@ -307,7 +302,7 @@ def _add_data(sub) -> None:
 
 
 #: one function per sub-command, in the order ``--help`` lists them
-_COMMANDS: List[Callable[[Any], None]] = [_add_run, _add_config, _add_plan, _add_data]
+_COMMANDS: List[Callable[[Any], None]] = [_add_run_like, _add_data]
 
 
 def build_parser() -> argparse.ArgumentParser:
