@@ -10,11 +10,14 @@ fine-tuning on the first ``train.list`` volume, for
 
 at two stitching geometries (crops of the half-resolution volumes):
 
-* ``classroom``: 56x56x40 crops on a 7x7 grid (tiny: 64 px per slice at 448; LiteMedSAM: 36 px at 256);
-* ``slices24``:  56x56x24 crops on a 5x5 grid, more pixels per slice (tiny 89 px; LiteMedSAM 51 px),
+* ``classroom``: 56x56x40 crops on a 7x7 grid (LiteMedSAM at 256: 36 px per slice; the tiny SAM at 448:
+  the 392 px mosaic is padded, 56 px per slice);
+* ``slices24``:  56x56x24 crops on a 5x5 grid, more pixels per slice for LiteMedSAM (51 px); for the tiny
+  SAM the 280 px mosaic is padded to 448 (still 56 px per slice, fewer slices of context);
   the same number of tiles per volume as ``classroom``;
 
-with the same number of fine-tuning steps for every arm (``--steps``, batch 2, warm-up 10 %,
+with the same number of fine-tuning steps for every arm (``--steps``, default 100, a third of the
+classroom 300: the LoRA arm costs ~7.7 s a step on 2 free cores; batch 2, warm-up 10 %,
 the classroom lr 1e-3 / weight decay 0.01, Bezier intensity augmentation 0.5), each for
 ``--seeds``; plus the tiny SAM at its classroom default of 300 steps (``tiny300``, classroom
 geometry), the setting LiteMedSAM would replace. Pseudo-labels come from
@@ -217,7 +220,8 @@ def write_results(rows: List[Dict[str, Any]], timing: List[Dict[str, Any]], out:
         md.append(f"| {r['geometry']} | {r['sam']} | {r['arm']} | {r['seed']} | {r['steps']} | {r['trainable_params']:,} | "
                   f"{r['dice_mean']:.3f} ± {r['dice_std']:.3f} | {r['finetune_s']} | {r['pseudo_s']} | {r['device']} |")
     md += ["", "Seconds in these rows are wall time as run, with LiteMedSAM's frozen computations cached across rows "
-           "(see the script): not the cost of a pipeline run. Those are below.", ""]
+           "(see the script), two or three such runs sharing the 2 cores and paused while other benchmarks ran: "
+           "not the cost of a pipeline run. Those are below.", ""]
     if timing:
         md += ["## Uncached costs on this machine", "",
                "Wall seconds under the load shown, and CPU seconds / threads: an estimate of the wall time on 2 "
@@ -243,10 +247,8 @@ def decision(groups, timing: Dict[str, float]) -> List[str]:
     if pl is not None and retrain is not None:
         text.append(f"Time: pseudo-labelling the {N_UNLABELLED} unlabelled classroom volumes with LiteMedSAM takes "
                     f"{N_UNLABELLED} x {pl} s = {N_UNLABELLED * pl / 60:.1f} min on its own; re-training (mean teacher, "
-                    f"results/la_classroom.csv) {retrain} min (CPU seconds / thread, ~ 2 free cores; under heavy load "
-                    f"this over-estimates, e.g. a tiny SAM step: {timing.get('step_tiny')} s here, ~0.4 s on free cores. "
-                    "Cross-check on free cores, "
-                    "issue 9: 24 s per LiteMedSAM volume, i.e. 25 min for the pseudo-labels alone).")
+                    f"results/la_classroom.csv) {retrain} min. Seconds are CPU seconds / thread of the uncached "
+                    "timings above (~ the wall time on 2 free cores; the load average is recorded with each).")
         for arm in ("lite_decoder", "lite_lora"):
             if f"step_{arm}" in timing:
                 total = (DEFAULT_STEPS * timing[f"step_{arm}"] + N_UNLABELLED * pl) / 60 + retrain
@@ -279,7 +281,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--la-dir", default=os.environ.get("SFR_LA_DIR"), help="LA folder (default $SFR_LA_DIR)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    ap.add_argument("--steps", type=int, default=20, help="fine-tuning steps of every arm")
+    ap.add_argument("--steps", type=int, default=100, help="fine-tuning steps of every arm (default 100)")
     ap.add_argument("--geometries", nargs="+", default=list(GEOMETRIES), choices=list(GEOMETRIES))
     ap.add_argument("--arms", nargs="+", default=[*ARMS, "tiny300"], choices=[*ARMS, "tiny300"])
     ap.add_argument("--threads", type=int, default=2)
