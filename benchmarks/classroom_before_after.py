@@ -20,7 +20,7 @@ machine makes both slower, so read the two rows together).
 
 Resumable: a side whose ``<work>/<side>/side.json`` exists is not run again (``--force`` re-runs).
 
-Whole runs on a shared virtual machine vary by 10-20 % from one run to the next, so ``--stages N``
+One whole run per side has no spread, and a shared virtual machine drifts, so ``--stages N``
 also times each stage on a reduced amount of work (SAM 40 steps, pseudo-labels of 6 volumes,
 Mean Teacher + SFR 60 iterations; same classroom geometry, 2 threads), alternating before / after
 ``N`` times, and writes the medians next to the whole runs.
@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -39,9 +40,19 @@ from typing import Any, Dict, List
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from sfr_teach.csv_io import write_csv  # noqa: E402
-from sfr_teach.data.paths import portable_path  # noqa: E402
+from sfr_teach.data.paths import portable_path, resolve_la_dir  # noqa: E402
 
 STAGES = ("sam_finetune_s", "pseudo_labels_s", "retrain_s", "evaluate_s", "total_s")
+
+
+def child_env(src: Path) -> Dict[str, str]:
+    """The environment of a child run: ``sfr_teach`` imported from ``src``, no progress bars."""
+    return {**os.environ, "PYTHONPATH": str(src), "TQDM_DISABLE": "1"}
+
+
+def speedups(before: Dict[str, Any], after: Dict[str, Any], keys) -> str:
+    """``"<key> 1.23x, ..."``: before / after for every key the after side has."""
+    return ", ".join(f"{k[:-2].replace('_', ' ')} {before[k] / after[k]:.2f}x" for k in keys if after.get(k))
 
 
 def checkout(rev: str, dest: Path) -> Path:
@@ -57,7 +68,7 @@ def run_side(side: str, src: Path, args, work: Path) -> Dict[str, Any]:
     cmd = [sys.executable, "-m", "sfr_teach.cli", "run", "--preset", "classroom", "--dataset", "la",
            "--data-dir", str(args.data_dir), "--labeled", "1", "--method", "mean_teacher", "--sfr",
            "--seed", str(args.seed), "--out", str(out)]
-    env = {**os.environ, "PYTHONPATH": str(src), "TQDM_DISABLE": "1"}
+    env = child_env(src)
     out.mkdir(parents=True, exist_ok=True)
     load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
@@ -103,14 +114,11 @@ print("STAGES " + json.dumps(res))
 
 def time_stages(args, work: Path, reps: int) -> List[Dict[str, Any]]:
     """Alternate before / after ``reps`` times on the reduced stages (STAGE_CHILD); one row per side with medians."""
-    import statistics
-
     src = {"before": checkout(args.before, work / "before-src"), "after": ROOT}
     runs: Dict[str, List[Dict[str, float]]] = {"before": [], "after": []}
     for _ in range(reps):
         for side in ("before", "after"):
-            env = {**os.environ, "PYTHONPATH": str(src[side]), "TQDM_DISABLE": "1"}
-            out = subprocess.run([sys.executable, "-c", STAGE_CHILD, str(args.data_dir)], env=env, cwd=str(work),
+            out = subprocess.run([sys.executable, "-c", STAGE_CHILD, str(args.data_dir)], env=child_env(src[side]), cwd=str(work),
                                  capture_output=True, text=True, check=True).stdout
             runs[side].append(json.loads(out.split("STAGES ", 1)[1]))
             print(side, runs[side][-1], flush=True)
@@ -144,11 +152,9 @@ def write_results(rows: List[Dict[str, Any]], stages: List[Dict[str, Any]], stem
     by = {r["side"]: r for r in rows}
     if {"before", "after"} <= set(by):
         b, a = by["before"], by["after"]
-        md += ["", "Speed-up (before / after): " + ", ".join(
-            f"{k[:-2].replace('_', ' ')} {b[k] / a[k]:.2f}x" for k in STAGES if a.get(k)) +
-            f"; wall {b['wall_s'] / a['wall_s']:.2f}x. Dice {b['dice']} -> {a['dice']} (same seed; the seed spread "
-            "of this run is in results/la_seeds.md). One pair of whole runs on a shared virtual machine: run-to-run "
-            "variance is 10-20 %, so the alternated stage timings below are the comparison to read."]
+        md += ["", "Speed-up (before / after): " + speedups(b, a, STAGES) + f"; wall {b['wall_s'] / a['wall_s']:.2f}x. Dice {b['dice']} -> {a['dice']} (same seed; the seed spread "
+            "of this run is in results/la_seeds.md). One whole run per side, no spread: the alternated stage timings "
+            "below are the comparison to read."]
     if stages:
         keys = [k for k in stages[0] if k.endswith("_s")]
         md += ["", f"## Stages on reduced work, before / after alternated {stages[0]['reps']} times (medians, seconds)", "",
@@ -157,8 +163,7 @@ def write_results(rows: List[Dict[str, Any]], stages: List[Dict[str, Any]], stem
         md += [f"| {r['side']} | `{r['code']}` | " + " | ".join(str(r[k]) for k in keys) + " |" for r in stages]
         sb = {r["side"]: r for r in stages}
         if {"before", "after"} <= set(sb):
-            md += ["", "Speed-up (before / after): " + ", ".join(
-                f"{k[:-2].replace('_', ' ')} {sb['before'][k] / sb['after'][k]:.2f}x" for k in keys) + "."]
+            md += ["", "Speed-up (before / after): " + speedups(sb["before"], sb["after"], keys) + "."]
     stem.with_suffix(".md").write_text("\n".join(md) + "\n")
 
 
@@ -175,8 +180,6 @@ def main(argv=None) -> None:
     ap.add_argument("--stages", type=int, default=0, metavar="N",
                     help="also time the reduced stages, before / after alternated N times")
     args = ap.parse_args(argv)
-    from sfr_teach.data.paths import resolve_la_dir
-
     work = Path(args.work).resolve()
     if not args.report:
         args.data_dir = Path(resolve_la_dir(args.data_dir)).resolve()
