@@ -16,6 +16,11 @@ outputs, and it runs top to bottom as it stands. Paths (``data_dir``, ``cache_di
 
 A lesson whose ``.ipynb`` was edited after its ``.md`` (in a Jupyter without jupytext) is not overwritten:
 the script stops and says to run ``jupytext --sync notebooks/NN_name.ipynb`` first.
+
+``--reuse-runs runs/la_seeds`` (with ``--param seed=N``) first copies, into the lessons' cache, the SAM stage,
+the pseudo-labels, SFR+'s second round and every re-training of the seeds table's runs for that seed on the
+default split (``<row>/s<N>_f4``): the lessons then show (and re-evaluate) the very runs the results page counts
+instead of training them again. What the cache already holds is kept.
 """
 from __future__ import annotations
 
@@ -127,6 +132,46 @@ def run(md: Path, params: Dict[str, Any], kernel: str = "python3") -> float:
     return time.time() - t
 
 
+# rows of scripts/la_seeds.py -> the folder of the lessons' cache that holds the same re-training
+LESSON_FOLDERS = {
+    "st": "self_training_baseline", "st_sfr": "self_training_sfr", "mt": "mean_teacher_baseline",
+    "mt_sfr": "mean_teacher_sfr", "uamt": "ua_mt_baseline", "uamt_sfr": "ua_mt_sfr", "acmt": "ac_mt_baseline",
+    "acmt_sfr": "ac_mt_sfr", "magic": "magicnet_baseline", "magic_sfr": "magicnet_sfr",
+    "mt_sfrplus": "mean_teacher_sfr_plus",
+}
+
+
+def reuse_runs(runs: Path, seed: int, cache: Path, preset: str) -> List[str]:
+    """Copy the finished ``<runs>/<row>/s<seed>_f4`` runs' stages into ``cache`` (lesson 10 finds SFR+ under
+    ``sfr_plus_tau<tau>``); returns what was copied. Runs of another preset, seed or fold are refused."""
+    import shutil
+
+    copied: List[str] = []
+
+    def copy(src: Path, dst: Path) -> None:
+        if src.is_dir() and not dst.exists():
+            shutil.copytree(src, dst)
+            copied.append(f"{src} -> {dst}")
+
+    for row, folder in LESSON_FOLDERS.items():
+        run = runs / row / f"s{seed}_f4"
+        if not (run / "metrics.json").is_file():
+            continue
+        cfg = json.loads((run / "config.json").read_text())
+        fold = cfg.get("data", {}).get("fold")
+        got = (cfg.get("preset"), cfg.get("seed"), 4 if fold is None else int(fold))
+        if got != (preset, seed, 4):
+            raise SystemExit(f"{run / 'config.json'}: preset/seed/fold {got}, the lessons run {(preset, seed, 4)}; "
+                             "pass the seed the runs used (--param seed=N) or leave out --reuse-runs")
+        if row.endswith(("_sfr", "_sfrplus")):
+            copy(run / "sam", cache / "sam")
+            copy(run / "pseudo_labels", cache / "pseudo_labels")
+        if row == "mt_sfrplus":
+            copy(run / "sfr_plus", cache / f"sfr_plus_tau{cfg['sam']['tau']:.4f}" / "sfr_plus")
+        copy(run / "retrain", cache / folder / "retrain")
+    return copied
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     from sfr_teach.data import resolve_la_dir
 
@@ -136,6 +181,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     ap.add_argument("--data-dir", default=None, help="LA root for classroom / paper (default: $SFR_LA_DIR, else data/LA)")
     ap.add_argument("--cache-dir", default="../runs/notebooks", help="results folder shared by the lessons (relative to notebooks/)")
     ap.add_argument("--kernel", default="python3")
+    ap.add_argument("--reuse-runs", default=None, metavar="DIR",
+                    help="the seeds table's runs (runs/la_seeds): copy their stages for --param seed=N into the cache first")
     ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="any other parameter")
     args = ap.parse_args(argv)
     params: Dict[str, Any] = {"preset": args.preset, "cache_dir": args.cache_dir}
@@ -146,6 +193,12 @@ def main(argv: Optional[List[str]] = None) -> None:
             raise SystemExit(f"--param expects NAME=VALUE, got {item!r}")
         k, v = item.split("=", 1)
         params[k.strip()] = _literal(v.strip())
+    if args.reuse_runs:
+        if args.preset == "smoke":
+            raise SystemExit("--reuse-runs: the seeds table's runs are classroom runs; add --preset classroom")
+        cache = (NB_DIR / args.cache_dir / args.preset).resolve()
+        for line in reuse_runs(Path(args.reuse_runs), int(params.get("seed", 1337)), cache, args.preset):
+            print(f"reused {line}")
     total = 0.0
     for md in lessons(args.lessons):
         print(f"running {md.name} with {params} ...", flush=True)

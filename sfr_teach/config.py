@@ -221,6 +221,9 @@ def _set_dotted(cfg: Config, key: str, value: Any) -> None:
         valid = ", ".join(f.name for f in dataclasses.fields(obj))
         raise KeyError(f"unknown config key {key!r}; valid keys here: {valid}")
     current = getattr(obj, leaf)
+    if current is None:  # an Optional field at None: coerce to its declared type ("4" -> 4 for data.fold)
+        declared = next(str(f.type) for f in dataclasses.fields(obj) if f.name == leaf)
+        current = {"Optional[int]": 0, "Optional[float]": 0.0, "Optional[bool]": False}.get(declared)
     setattr(obj, leaf, _coerce(value, current, key))
 
 

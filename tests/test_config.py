@@ -24,6 +24,14 @@ def test_overrides_coerce_strings():
     assert cfg.retrain.patch_size == (48, 48, 32) and cfg.sam.checkpoint is None
 
 
+def test_overrides_of_optional_fields_take_the_declared_type():
+    # `--set data.fold=0` must store the integer 0 (config.json of a fold run), not the string "0"
+    cfg = get_config("smoke", {"data.fold": "0", "sam.sfr_plus_steps": "20", "data.data_dir": "data/LA"})
+    assert cfg.data.fold == 0 and isinstance(cfg.data.fold, int)
+    assert cfg.sam.sfr_plus_steps == 20 and cfg.data.data_dir == "data/LA"
+    assert get_config("smoke", {"data.fold": "none"}).data.fold is None
+
+
 def test_bad_override_names_valid_keys():
     with pytest.raises(KeyError, match="valid keys here"):
         get_config("smoke", {"retrain.stepz": 3})

@@ -87,3 +87,33 @@ def test_run_notebooks_folds_values_but_never_paths():
     src = 'preset = "smoke"  # which preset\ndata_dir = None  # LA root\nseed = 1337\nrecord_path = None'
     folded = mod.fold_source(src, {"preset": "classroom", "data_dir": "/abs/LA", "seed": 7, "record_path": "/x.json"})
     assert folded == 'preset = "classroom"  # which preset\ndata_dir = None  # LA root\nseed = 7\nrecord_path = None'
+
+
+def test_reuse_runs_copies_each_stage_to_the_folder_its_lesson_reads(tmp_path):
+    spec = importlib.util.spec_from_file_location("run_notebooks", REPO / "scripts" / "run_notebooks.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    import json
+
+    runs, cache = tmp_path / "la_seeds", tmp_path / "cache"
+    for row, stages in {"uamt": ["retrain"], "uamt_sfr": ["sam", "pseudo_labels", "retrain"],
+                        "mt_sfrplus": ["sam", "pseudo_labels", "sfr_plus", "retrain"], "st": ["retrain"]}.items():
+        run = runs / row / "s1_f4"
+        for stage in stages:
+            (run / stage).mkdir(parents=True)
+            (run / stage / "marker.txt").write_text(f"{row}/{stage}")
+        (run / "config.json").write_text(json.dumps({"preset": "classroom", "seed": 1, "data": {"fold": "4"},
+                                                     "sam": {"tau": 0.96}}))
+        if row != "st":  # an unfinished run (no metrics.json) is not reused
+            (run / "metrics.json").write_text("{}")
+    (cache / "sam").mkdir(parents=True)  # what the cache holds is kept
+    copied = mod.reuse_runs(runs, 1, cache, "classroom")
+    assert len(copied) == 5  # uamt, uamt_sfr (pseudo-labels, retrain), mt_sfrplus (sfr_plus, retrain)
+    assert (cache / "ua_mt_baseline/retrain/marker.txt").read_text() == "uamt/retrain"
+    assert (cache / "ua_mt_sfr/retrain/marker.txt").read_text() == "uamt_sfr/retrain"
+    assert (cache / "pseudo_labels/marker.txt").read_text() == "uamt_sfr/pseudo_labels"
+    assert (cache / "sfr_plus_tau0.9600/sfr_plus/marker.txt").read_text() == "mt_sfrplus/sfr_plus"
+    assert (cache / "mean_teacher_sfr_plus/retrain/marker.txt").read_text() == "mt_sfrplus/retrain"
+    assert not (cache / "sam/marker.txt").exists() and not (cache / "self_training_baseline").exists()
+    with pytest.raises(SystemExit, match="pass the seed the runs used"):
+        mod.reuse_runs(runs, 1, tmp_path / "other", "paper")
