@@ -25,7 +25,7 @@ import math
 import sys
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
-from .config import PRESETS, Config, get_config
+from .config import PRESETS, Config, get_config, magicnet_cube_problem
 from .sam.registry import SAM_MODELS, CheckpointError
 
 # the names of sfr_teach.ssl.METHODS (tests check they agree; importing ssl would import torch)
@@ -129,6 +129,11 @@ def config_from_args(args: argparse.Namespace) -> Config:
             obj = getattr(obj, part)
         if obj not in choices:
             raise UsageError(f"{key}={obj!r} is not one of {', '.join(choices)}", f"use e.g. --set {key}={choices[0]}")
+    if cfg.retrain.method == "magicnet":  # before any stage runs, not after SAM's fine-tuning
+        problem = magicnet_cube_problem(cfg.retrain.patch_size, cfg.retrain.magicnet_cube)
+        if problem:
+            what, fix = problem.split(" — ", 1)
+            raise UsageError(what, fix.replace("set retrain.", "add --set retrain.").replace("or retrain.", "or --set retrain."))
     return cfg
 
 

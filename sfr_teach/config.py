@@ -156,6 +156,7 @@ _PRESET_OVERRIDES: Dict[str, Dict[str, Any]] = {
         "sam.lr": 3e-3,
         "sam.weight_decay": 0.01,
         "retrain.patch_size": (32, 32, 32),
+        "retrain.magicnet_cube": 2,  # 8 cubes of 16^3
         "retrain.n_filters": 4,
         "retrain.steps": 30,
         "retrain.lr_step": 1000,
@@ -265,6 +266,15 @@ def get_config(preset: str = "smoke", overrides: Optional[Dict[str, Any]] = None
         _set_dotted(cfg, k, v)
     cfg.overrides = tuple(sorted(explicit))
     return cfg
+
+
+def magicnet_cube_problem(patch_size: Tuple[int, ...], n: int) -> Optional[str]:
+    """Why MagicNet cannot cut ``patch_size`` into ``n``^3 cubes (a side not divisible by ``n``), else None."""
+    if all(int(p) % int(n) == 0 for p in patch_size):
+        return None
+    return (f"retrain.patch_size {tuple(patch_size)} does not divide into {n}^3 MagicNet cubes (retrain.magicnet_cube={n}) — "
+            f"set retrain.patch_size to multiples of {n} (the MagicNet paper: 96,96,96 with 3^3 cubes) "
+            f"or retrain.magicnet_cube to a divisor of every side (2 for 112,112,80)")
 
 
 def config_from_dict(d: Dict[str, Any]) -> Config:

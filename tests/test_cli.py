@@ -90,6 +90,16 @@ def test_bad_configuration_is_one_line_exit_2(command, argv, expected, capsys, t
     assert not (tmp_path / "o").exists()  # nothing ran
 
 
+def test_magicnet_patch_that_does_not_divide_into_cubes_fails_before_any_stage(tmp_path, capsys):
+    # the paper preset's 112x112x80 patch and MagicNet's default 3^3 cubes: one line, exit 2, nothing run
+    assert main(["run", "--preset", "paper", "--method", "magicnet", "--out", str(tmp_path / "o")]) == 2
+    line = _err_line(capsys)
+    assert line.startswith("retrain.patch_size (112, 112, 80) does not divide into 3^3 MagicNet cubes")
+    assert "add --set retrain.patch_size" in line and "--set retrain.magicnet_cube" in line
+    assert not (tmp_path / "o").exists()
+    assert main(["config", "--preset", "paper", "--method", "magicnet", "--set", "retrain.magicnet_cube=2"]) == 0
+
+
 def test_data_error_from_the_loader(tmp_path, capsys):
     """An LA folder that exists but cannot hold the split: the loader's DataError, one line."""
     root = tmp_path / "LA"

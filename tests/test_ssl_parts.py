@@ -142,3 +142,15 @@ def test_uamt_batched_passes_keep_items_apart():
     assert float(u[:2].max()) < 1e-3
     # item 2: each pass draws its own noise, so the mean softmax over 6 passes is mixed -> high entropy
     assert float(u[2].mean()) > 0.3
+
+
+def test_magicnet_refuses_a_patch_its_cubes_do_not_divide_at_construction():
+    from sfr_teach.config import RetrainConfig
+    from sfr_teach.nets import build_net
+    from sfr_teach.ssl import build_method
+
+    net = build_net("vnet", n_classes=2, n_filters=4)
+    ok = RetrainConfig(patch_size=(32, 32, 32), magicnet_cube=2)
+    assert build_method("magicnet", net, ok, 2).n == 2
+    with pytest.raises(ValueError, match=r"\(32, 32, 32\) does not divide into 3\^3 MagicNet cubes"):
+        build_method("magicnet", net, RetrainConfig(patch_size=(32, 32, 32), magicnet_cube=3), 2)

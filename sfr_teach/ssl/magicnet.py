@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import magicnet_cube_problem
 from ..losses import ce_dice
 from .base import EMATeacher, Method, StepOutput, teacher_noise
 from .ramps import sigmoid_rampup
@@ -112,6 +113,9 @@ class MagicNet(Method):
     def __init__(self, student, cfg, num_classes):
         super().__init__(student, cfg, num_classes)
         self.n = int(cfg.magicnet_cube)
+        problem = magicnet_cube_problem(cfg.patch_size, self.n)
+        if problem:  # at construction, not at the first step
+            raise ValueError(f"sfr_teach/ssl/magicnet.py: {problem}")
         self.teacher = EMATeacher(student, cfg.ema_decay)
         self.extra["teacher"] = self.teacher.model
         channels = 16 * getattr(student, "n_filters", 16)
