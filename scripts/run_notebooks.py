@@ -198,7 +198,7 @@ def main(argv: Optional[List[str]] = None) -> None:
             raise SystemExit("--reuse-runs: the seeds table's runs are classroom runs; add --preset classroom")
         cache = (NB_DIR / args.cache_dir / args.preset).resolve()
         for line in reuse_runs(Path(args.reuse_runs), int(params.get("seed", 1337)), cache, args.preset):
-            print(f"reused {line}")
+            print(f"reused {line.replace(str(REPO) + '/', '')}")
     total = 0.0
     for md in lessons(args.lessons):
         print(f"running {md.name} with {params} ...", flush=True)
