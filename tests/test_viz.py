@@ -130,6 +130,8 @@ def test_plot_curves_compare_one_line_per_run():
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["baseline", "+SFR"]
     np.testing.assert_allclose(fig.axes[0].lines[1].get_ydata(), [0.8 - 0.1 * i for i in range(5)])
     assert [t.get_text() for t in fig.axes[1].get_legend().get_texts()] == ["+SFR"]
+    # +SFR keeps its colour on the panel where it is the only run
+    assert fig.axes[1].lines[0].get_color() == fig.axes[0].lines[1].get_color() != fig.axes[0].lines[0].get_color()
 
 
 def test_case_bars_heights_and_groups():

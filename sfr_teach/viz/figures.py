@@ -383,14 +383,18 @@ def _panels(n: int, max_cols: int = 3):
 
 def _curve_panels(runs: Mapping[Optional[str], List[Dict[str, float]]], keys: Sequence[str], x: str,
                   title: Optional[str]):
-    """One panel per key, one line per run (a legend unless the only run is unnamed)."""
+    """One panel per key, one line per run (a legend unless the only run is unnamed); a run keeps its colour on
+    every panel, also on one where another run did not log the key."""
     fig, axes = _panels(len(keys))
+    cycle = _plt().rcParams["axes.prop_cycle"].by_key()["color"]
+    colours = {name: cycle[i % len(cycle)] for i, name in enumerate(runs)}
     for ax, k in zip(axes, keys):
         for name, rows in runs.items():
             pts = [(r.get(x, i), r[k]) for i, r in enumerate(rows) if r.get(k) is not None]
             if pts:
                 xs, ys = zip(*pts)
-                ax.plot(xs, ys, marker="." if name is None and len(xs) < 40 else None, lw=1.3, label=name)
+                ax.plot(xs, ys, marker="." if name is None and len(xs) < 40 else None, lw=1.3, label=name,
+                        color=colours[name])
         ax.set_xlabel(x)
         ax.set_title(k)
         ax.grid(alpha=0.3)
