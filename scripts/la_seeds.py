@@ -197,10 +197,12 @@ def collect(out: Path) -> None:
     rows = []
     for base, other in PAIRS:
         pr = paired(runs, base, other, [4])
-        if pr and other.endswith("_sfr"):
+        if pr and other != "mt_online":
             seeds = lambda row: [r["dice"] for r in runs if r["row"] == row and r["fold"] == 4]  # noqa: E731
             pl = row_stats(runs, other)["pseudo_label_dice"]
-            rows.append({"method": ROWS[base][0], "baseline": seeds(base), "sfr": seeds(other), "diffs": pr["diffs"],
+            n = len(pr["seeds"])
+            label = f"{ROWS[base][0]}{' vs SFR+' if other == 'mt_sfrplus' else ''} ({n} seed{'s' if n > 1 else ''})"
+            rows.append({"method": label, "baseline": seeds(base), "sfr": seeds(other), "diffs": pr["diffs"],
                          "p": pr["p"], "pseudo_label_dice": pl})
     scatter = [(d, base["cases"][n][0], other["cases"][n][0] - base["cases"][n][0])
                for other in runs if other["row"] == "mt_sfr"
