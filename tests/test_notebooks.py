@@ -198,14 +198,17 @@ def test_11_results(run, nb_cache):
     assert rec["solution_ok"] is True
 
 
-def test_11_results_shows_the_committed_classroom_table(run, tmp_path):
+def test_11_results_shows_the_committed_seeds_and_classroom_tables(run, tmp_path):
     res = tmp_path / "results"
     res.mkdir()
     (res / "la_classroom.csv").write_text(
         "method,variant,dice_mean,dice_std\nmean_teacher,baseline,0.5,0.1\nmean_teacher,SFR,0.7,0.05\n")
     (res / "la_classroom.md").write_text("| method | variant | Dice % |\n|---|---|---|\n| mean_teacher | SFR | 70.0 |\n")
+    (res / "la_seeds.csv").write_text("row,method,variant,seed,fold,dice\nmt,mean_teacher,baseline,1,4,0.4\n"
+                                      "mt,mean_teacher,baseline,2,4,0.5\nmt_sfr,mean_teacher,SFR,1,4,0.6\n")
+    (res / "la_seeds.md").write_text("| row | seeds |\n|---|---|\n| mt | 2 |\n| mt_sfr | 1 |\n")
     rec = run("11_results", results_dir=str(res))
-    assert rec["classroom_rows"] == 2
+    assert rec["classroom_rows"] == 2 and rec["seeds_runs"] == 3
 
 
 # ----------------------------------------------------------------------------- GPU: real LA, larger budgets
