@@ -130,10 +130,9 @@ def config_from_args(args: argparse.Namespace) -> Config:
         if obj not in choices:
             raise UsageError(f"{key}={obj!r} is not one of {', '.join(choices)}", f"use e.g. --set {key}={choices[0]}")
     if cfg.retrain.method == "magicnet":  # before any stage runs, not after SAM's fine-tuning
-        problem = magicnet_cube_problem(cfg.retrain.patch_size, cfg.retrain.magicnet_cube)
+        problem = magicnet_cube_problem(cfg.retrain.patch_size, cfg.retrain.magicnet_cube, how="add --set ")
         if problem:
-            what, fix = problem.split(" — ", 1)
-            raise UsageError(what, fix.replace("set retrain.", "add --set retrain.").replace("or retrain.", "or --set retrain."))
+            raise UsageError(*problem)
     return cfg
 
 

@@ -268,13 +268,14 @@ def get_config(preset: str = "smoke", overrides: Optional[Dict[str, Any]] = None
     return cfg
 
 
-def magicnet_cube_problem(patch_size: Tuple[int, ...], n: int) -> Optional[str]:
-    """Why MagicNet cannot cut ``patch_size`` into ``n``^3 cubes (a side not divisible by ``n``), else None."""
+def magicnet_cube_problem(patch_size: Tuple[int, ...], n: int, how: str = "set ") -> Optional[Tuple[str, str]]:
+    """``(what, fix)`` when MagicNet cannot cut ``patch_size`` into ``n``^3 cubes (a side not divisible by ``n``),
+    else None. ``how`` starts each remedy: ``"set "`` for a library user, ``"add --set "`` on the command line."""
     if all(int(p) % int(n) == 0 for p in patch_size):
         return None
-    return (f"retrain.patch_size {tuple(patch_size)} does not divide into {n}^3 MagicNet cubes (retrain.magicnet_cube={n}) — "
-            f"set retrain.patch_size to multiples of {n} (the MagicNet paper: 96,96,96 with 3^3 cubes) "
-            f"or retrain.magicnet_cube to a divisor of every side (2 for 112,112,80)")
+    return (f"retrain.patch_size {tuple(patch_size)} does not divide into {n}^3 MagicNet cubes (retrain.magicnet_cube={n})",
+            f"{how}retrain.patch_size to multiples of {n} (the MagicNet paper: 96,96,96 with 3^3 cubes) "
+            f"or {how}retrain.magicnet_cube to a divisor of every side (2 for 112,112,80)")
 
 
 def config_from_dict(d: Dict[str, Any]) -> Config:

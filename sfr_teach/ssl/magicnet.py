@@ -115,7 +115,7 @@ class MagicNet(Method):
         self.n = int(cfg.magicnet_cube)
         problem = magicnet_cube_problem(cfg.patch_size, self.n)
         if problem:  # at construction, not at the first step
-            raise ValueError(f"sfr_teach/ssl/magicnet.py: {problem}")
+            raise ValueError("sfr_teach/ssl/magicnet.py: " + " — ".join(problem))
         self.teacher = EMATeacher(student, cfg.ema_decay)
         self.extra["teacher"] = self.teacher.model
         channels = 16 * getattr(student, "n_filters", 16)
