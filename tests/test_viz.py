@@ -44,6 +44,10 @@ def test_show_slices_shows_exactly_the_requested_slices(vol):
         assert ax.get_title() == f"slice {k}"
     with pytest.raises(IndexError, match="outside a volume of depth 10"):
         viz.show_slices(img, [10])
+    fig = viz.show_slices(img, [2, 2], titles=["original", "shuffled"])
+    assert [ax.get_title() for ax in fig.axes] == ["original", "shuffled"]
+    with pytest.raises(ValueError, match="1 titles for 2 slices"):
+        viz.show_slices(img, [2, 2], titles=["original"])
 
 
 def test_montage_spreads_slices_over_the_label(vol):

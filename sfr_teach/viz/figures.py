@@ -116,22 +116,27 @@ def show_slices(
     title: Optional[str] = None,
     vmin: Optional[float] = None,
     vmax: Optional[float] = None,
+    titles: Optional[Sequence[str]] = None,
 ):
     """One panel per slice ``volume[:, :, k]`` for ``k`` in ``slices``; returns the Figure.
 
     volume: (H, W, D). All panels share one grey scale (``vmin``/``vmax``, default the volume's range).
+    titles: one per panel (default ``"slice k"``).
     """
     vol = _check_volume(volume, "show_slices: volume")
     slices = [int(k) for k in slices]
     bad = [k for k in slices if not -vol.shape[2] <= k < vol.shape[2]]
     if bad:
         raise IndexError(f"show_slices: slices {bad} outside a volume of depth {vol.shape[2]}")
+    titles = [f"slice {k}" for k in slices] if titles is None else list(titles)
+    if len(titles) != len(slices):
+        raise ValueError(f"show_slices: {len(titles)} titles for {len(slices)} slices; give one per slice")
     vmin = float(vol.min()) if vmin is None else vmin
     vmax = float(vol.max()) if vmax is None else vmax
     fig, axes = _grid(len(slices), cols)
-    for ax, k in zip(axes, slices):
+    for ax, k, t in zip(axes, slices, titles):
         ax.imshow(vol[:, :, k], cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
-        ax.set_title(f"slice {k}", fontsize=9)
+        ax.set_title(t, fontsize=9)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -499,7 +504,7 @@ def plot_sfr_comparison(rows: Sequence[Mapping[str, Any]], title: Optional[str] 
     """Baseline vs +SFR per method: seed means with error bars (left), paired per-case gains (right).
 
     rows: one dict per method with ``method``; ``baseline`` and ``sfr`` (each run's mean Dice, one per
-    seed, in [0, 1]); ``diffs`` (per-case Dice difference +SFR - baseline); optional ``p`` (paired test)
+    run -- a seed, or a (seed, fold) when the test split rotates -- in [0, 1]); ``diffs`` (per-case Dice difference +SFR - baseline); optional ``p`` (paired test)
     and ``pseudo_label_dice`` (drawn as a reference mark: the Dice of the labels SAM gave the V-Net).
     Returns the Figure.
     """
@@ -528,7 +533,7 @@ def plot_sfr_comparison(rows: Sequence[Mapping[str, Any]], title: Optional[str] 
                    va="center", fontsize=8)
     a.set_yticks(ys)
     a.set_yticklabels([r["method"] for r in rows])
-    a.set_xlabel("Dice % (mean ± sd over seeds; ticks: seeds)")
+    a.set_xlabel("Dice % (mean ± sd over runs; ticks: runs)")
     a.legend(fontsize=8, loc="lower left")
     b.axvline(0, color="black", lw=0.8)
     b.set_xlabel("+SFR − baseline Dice per case (points; ◆ mean)")
