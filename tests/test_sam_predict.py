@@ -56,3 +56,21 @@ def test_single_tile_equals_direct_mosaic_prediction(rng):
     with torch.no_grad():
         direct = m(stitch(torch.from_numpy(image), layout)[None, None]).softmax(1)
     assert np.allclose(prob, unstitch(direct, layout)[0].numpy(), atol=1e-6)
+
+
+def test_online_labels_see_each_crop_at_the_fine_tuning_geometry(rng):
+    """A V-Net crop smaller than SAM's crop is padded up to it (not enlarged into a mosaic of its own size)."""
+    from sfr_teach.pipeline import online_pseudo_label_fn
+
+    cfg = get_config("smoke")
+    cfg.sam = _cfg()
+    m = build_from_config(cfg.sam, 2).eval()
+    crops = torch.from_numpy(rng.normal(size=(2, 1, 16, 16, 12)).astype(np.float32))  # smaller than (24, 24, 16)
+    labels = online_pseudo_label_fn(cfg, m, device="cpu")(crops)
+    assert labels.shape == (2, 16, 16, 12) and labels.dtype == torch.int64
+    for crop, label in zip(crops[:, 0].numpy(), labels.numpy()):
+        at_sam_geometry, _ = predict_volume(m, crop, cfg.sam.crop_size, cfg.sam.image_size, normalize=False)
+        np.testing.assert_array_equal(label, at_sam_geometry)
+    _, own_size = predict_volume(m, crops[0, 0].numpy(), (16, 16, 12), cfg.sam.image_size, normalize=False)
+    _, padded = predict_volume(m, crops[0, 0].numpy(), cfg.sam.crop_size, cfg.sam.image_size, normalize=False)
+    assert not np.allclose(own_size, padded, atol=1e-3)  # the geometry changes what SAM sees
