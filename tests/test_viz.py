@@ -227,3 +227,17 @@ def test_gain_vs_pseudo_label_plots_one_point_per_case():
     fig = viz.plot_gain_vs_pseudo_label([0.6, 0.2, 0.9], [0.3, 0.5, 0.8], [0.2, -0.1, 0.0])
     ax = fig.axes[0]
     assert np.allclose(ax.collections[0].get_offsets(), [[60, 30], [20, 50], [90, 80]])
+
+
+def test_before_after_plots_each_case_once_per_group():
+    before = {"a": 0.5, "b": 0.4, "c": 0.8}
+    after = {"a": 0.5, "b": 0.6, "c": 0.7, "d": 0.9}  # d has no before: skipped
+    fig = viz.plot_before_after(before, after, {"a": "high", "b": "low", "c": "low"}, labels=("SFR", "SFR+"))
+    ax = fig.axes[0]
+    assert np.allclose(ax.collections[0].get_offsets(), [[50, 50]])
+    assert np.allclose(ax.collections[1].get_offsets(), [[40, 60], [80, 70]])
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["high: 1 cases, mean change +0.0",
+                                                                    "low: 2 cases, mean change +5.0"]
+    assert ax.get_xlabel() == "SFR (Dice %)"
+    with pytest.raises(ValueError, match="no case has both"):
+        viz.plot_before_after({"a": 0.1}, {"b": 0.2})

@@ -17,7 +17,7 @@ import csv
 import os
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -34,6 +34,7 @@ __all__ = [
     "plot_case_bars",
     "plot_sfr_comparison",
     "plot_gain_vs_pseudo_label",
+    "plot_before_after",
     "pick_slices",
     "save_figure",
 ]
@@ -560,6 +561,37 @@ def plot_gain_vs_pseudo_label(pseudo_label_dice: Any, baseline_dice: Any, gain: 
     ax.set_ylabel("baseline V-Net Dice % on the case")
     fig.colorbar(sc, ax=ax, label="+SFR − baseline Dice %")
     ax.set_title(title or "Where can SFR help? (below the diagonal: SAM beats the baseline)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_before_after(before: Mapping[str, float], after: Mapping[str, float], groups: Optional[Mapping[str, str]] = None,
+                      labels: Tuple[str, str] = ("before", "after"), title: Optional[str] = None, ax: Any = None):
+    """Per case: a score before (x) against after (y), one colour per group; Dice in [0, 1], shown in %.
+
+    Readable where per-case bars are not (tens of cases). Points above the diagonal improved; the
+    legend gives each group's size and mean change. Cases missing from ``after`` are skipped.
+    Returns the Figure.
+    """
+    plt = _plt()
+    names = [n for n in before if n in after]
+    if not names:
+        raise ValueError("plot_before_after: no case has both a before and an after value")
+    groups = groups or {}
+    fig, ax = _figure_and_axes(ax, (5.2, 4.6))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for gi, g in enumerate(dict.fromkeys(groups.get(n, "") for n in names)):
+        sel = [n for n in names if groups.get(n, "") == g]
+        x, y = (100 * np.array([d[n] for n in sel], dtype=float) for d in (before, after))
+        lab = f"{g + ': ' if g else ''}{len(sel)} cases, mean change {np.mean(y - x):+.1f}"
+        ax.scatter(x, y, s=22, color=colors[gi % len(colors)], edgecolors="black", linewidths=0.3, label=lab)
+    ax.plot([0, 100], [0, 100], color="black", lw=0.8, ls="--")
+    ax.set_xlim(0, 100)
+    ax.set_ylim(0, 100)
+    ax.set_xlabel(f"{labels[0]} (Dice %)")
+    ax.set_ylabel(f"{labels[1]} (Dice %)")
+    ax.legend(fontsize=8, loc="upper left")  # empty unless a case gains a lot
+    ax.set_title(title or f"{labels[0]} vs {labels[1]} per case (above the diagonal: better)", fontsize=9)
     fig.tight_layout()
     return fig
 
