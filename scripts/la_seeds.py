@@ -167,6 +167,18 @@ def markdown(runs: List[dict]) -> str:
             pl = "" if st["pseudo_label_dice"] is None else f"{100 * st['pseudo_label_dice']:.1f}"
             lines.append(f"| {row} | {st['method']} | {st['variant']} | {st['seeds']} | {_pm(st['dice'], st['dice_sd'], 100)} | "
                          f"{_pm(st['hd95'], st['hd95_sd'])} | {pl} | {st['minutes']:.1f} |")
+    folds = sorted({r["fold"] for r in runs if r["row"] in ("mt", "mt_sfr")})
+    if len(folds) > 1:  # Mean Teacher +- SFR on each test split of the rotation
+        lines += ["", "Mean Teacher ± SFR on each fold (fold f tests the (f+1)-th block of 16 names of `train.list`; "
+                  "its labelled volume is the first name outside that block):", "", "| fold | seeds | baseline Dice % | + SFR Dice % | pseudo-label Dice % | "
+                  "mean diff per case | better on |", "|---|---|---|---|---|---|---|"]
+        for f in folds:
+            pr = paired(runs, "mt", "mt_sfr", [f])
+            if pr:
+                pl = row_stats(runs, "mt_sfr", f)["pseudo_label_dice"]
+                lines.append(f"| {f} | {','.join(map(str, pr['seeds']))} | {100 * np.mean(pr['base_dice']):.1f} | "
+                             f"{100 * np.mean(pr['other_dice']):.1f} | {'' if pl is None else f'{100 * pl:.1f}'} | "
+                             f"{100 * pr['mean_diff']:+.1f} | {pr['better']}/{pr['n_cases']} |")
     lines += ["", "Paired per-case difference (+SFR − baseline Dice, percentage points; each case averaged over the "
               "seeds both runs share; Wilcoxon signed-rank test):", "",
               "| comparison | test split | seeds | cases | mean diff ± sd | better on | p |", "|---|---|---|---|---|---|---|"]

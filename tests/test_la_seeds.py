@@ -60,3 +60,5 @@ def test_markdown_lists_seeds_per_row_and_the_rotated_split(la_seeds, runs):
     assert "| mt_sfr − mt | fold 4 (last 16) | 1,2 | 3 | +6.7 ± 15.3 | 2/3 |" in md
     assert "| mt_sfr − mt | folds 0,4 | 1,2 | 5 | +12.0 ± 13.0 | 4/5 |" in md
     assert "st_sfr" not in md
+    assert "| 0 | 1 | 30.0 | 50.0 | 50.0 | +20.0 | 2/2 |" in md  # the per-fold table
+    assert "| 4 | 1,2 | 50.0 | 56.7 | 50.0 | +6.7 | 2/3 |" in md
