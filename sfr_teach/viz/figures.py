@@ -534,10 +534,10 @@ def plot_sfr_comparison(rows: Sequence[Mapping[str, Any]], title: Optional[str] 
                    va="center", fontsize=8)
     a.set_yticks(ys)
     a.set_yticklabels([r["method"] for r in rows])
-    a.set_xlabel("Dice % (mean ± sd over runs; ticks: runs)")
+    a.set_xlabel("Dice %\n(mean ± sd over runs; ticks: runs)")
     a.legend(fontsize=8, loc="lower left")
     b.axvline(0, color="black", lw=0.8)
-    b.set_xlabel("+SFR − baseline Dice per case (points; ◆ mean)")
+    b.set_xlabel("+SFR − baseline Dice per case\n(points; ◆ mean)")
     fig.suptitle(title or "Does SFR help? Baseline vs + SFR", fontsize=11)
     fig.tight_layout()
     return fig
