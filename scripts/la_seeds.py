@@ -216,7 +216,7 @@ def collect(out: Path) -> None:
                      "pseudo_label_dice": float(np.mean(pl))})
     for base, other in PAIRS:
         pr = paired(runs, base, other, [4])
-        if pr and base not in ("mt_sfr",) and other != "mt_online":
+        if pr and base != "mt_sfr" and other != "mt_online":
             seeds = lambda row: [r["dice"] for r in runs if r["row"] == row and r["fold"] == 4]  # noqa: E731
             pl = row_stats(runs, other)["pseudo_label_dice"]
             n = len(pr["seeds"])

@@ -535,7 +535,7 @@ def plot_sfr_comparison(rows: Sequence[Mapping[str, Any]], title: Optional[str] 
     a.set_yticks(ys)
     a.set_yticklabels([r["method"] for r in rows])
     a.set_xlabel("Dice %\n(mean ± sd over runs; ticks: runs)")
-    a.legend(fontsize=8, loc="lower left")
+    a.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False)  # above: clear of the rows
     b.axvline(0, color="black", lw=0.8)
     b.set_xlabel("+SFR − baseline Dice per case\n(points; ◆ mean)")
     fig.suptitle(title or "Does SFR help? Baseline vs + SFR", fontsize=11)
