@@ -152,6 +152,23 @@ def test_case_bars_heights_and_groups():
     assert fig.axes[0].get_legend() is None and not fig.axes[0].lines and fig.axes[0].get_yscale() == "log"
 
 
+def test_case_bars_one_bar_per_case_for_disjoint_groups_and_no_names_when_crowded():
+    rows = [{"name": f"v{i:02d}", "fg": float(i), "role": "labeled" if i == 0 else "unlabeled" if i < 70 else "test"}
+            for i in range(80)]
+    fig = viz.plot_case_bars(rows, "fg", group_key="role")
+    ax = fig.axes[0]
+    bars = [p for p in ax.patches if np.isfinite(p.get_height())]
+    assert len(bars) == 80  # one bar per volume, not one slot per (volume, role)
+    np.testing.assert_allclose(sorted(p.get_x() + p.get_width() / 2 for p in bars), np.arange(80), atol=1e-9)
+    assert all(abs(p.get_width() - 0.8) < 1e-9 for p in bars)
+    assert fig.get_size_inches()[0] <= 12.0
+    assert ax.get_xticklabels() == [] and ax.get_xlabel() == "80 cases (names left out)"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "labeled: mean 0.000", "unlabeled: mean 35.000", "test: mean 74.500"]
+    few = viz.plot_case_bars(rows[:5], "fg")
+    assert [t.get_text() for t in few.axes[0].get_xticklabels()] == [f"v{i:02d}" for i in range(5)]
+
+
 def test_slice_viewer_is_an_intslider_widget(vol):
     import ipywidgets
 

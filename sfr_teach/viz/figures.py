@@ -457,13 +457,18 @@ def plot_case_bars(
     ax: Any = None,
     mean: bool = True,
     log: bool = False,
+    max_names: int = 40,
 ):
     """Per-case bar chart of ``metric`` with the mean as a dashed line.
 
     rows: list of dicts (``{"name": ..., "dice": ...}``) or anything with ``.rows`` (a metrics
     table). With ``group_key`` (e.g. ``"method"``) bars are grouped per case, one colour per
-    group, and the legend gives each group's mean. ``mean=False`` drops the mean line and legend
-    (for counts, where a mean says nothing); ``log=True`` uses a log scale. Returns the Figure.
+    group, and the legend gives each group's mean; when every case belongs to one group only (e.g.
+    ``"role"``: labelled / unlabelled / test) each case keeps one bar in its group's colour.
+    ``mean=False`` drops the mean line and legend (for counts, where a mean says nothing);
+    ``log=True`` uses a log scale. The figure is at most 12 inches wide; with more than
+    ``max_names`` cases the names are left out (unreadable at that density) and the axis says how
+    many cases there are. Returns the Figure.
     """
     plt = _plt()
     rows = list(getattr(rows, "rows", rows))
@@ -473,15 +478,18 @@ def plot_case_bars(
         raise KeyError(f"plot_case_bars: metric {metric!r} missing from some rows; row keys: {sorted(rows[0])}")
     groups = [None] if group_key is None else list(dict.fromkeys(r[group_key] for r in rows))
     names = list(dict.fromkeys(str(r[name_key]) for r in rows))
-    fig, ax = _figure_and_axes(ax, (max(5.0, 0.45 * len(names) * len(groups) + 2), 3.8))
-    width = 0.8 / len(groups)
+    # one bar per case when no case appears in two groups, else the groups side by side per case
+    side_by_side = len(rows) > len(names)
+    slots = len(names) * (len(groups) if side_by_side else 1)
+    fig, ax = _figure_and_axes(ax, (min(12.0, max(5.0, 0.45 * slots + 2)), 3.8))
+    width = 0.8 / len(groups) if side_by_side else 0.8
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for gi, g in enumerate(groups):
         sel = [r for r in rows if group_key is None or r[group_key] == g]
         vals = {str(r[name_key]): float(r[metric]) for r in sel}
-        xs = np.arange(len(names)) + (gi - (len(groups) - 1) / 2) * width
+        xs = np.arange(len(names)) + ((gi - (len(groups) - 1) / 2) * width if side_by_side else 0.0)
         ys = [vals.get(n, np.nan) for n in names]
-        avg = float(np.nanmean(ys))
+        avg = float(np.nanmean([vals[n] for n in vals]))
         lab = f"{g}: mean {avg:.3f}" if g is not None else f"mean {avg:.3f}"
         if not mean:
             lab = str(g) if g is not None else None
@@ -489,8 +497,13 @@ def plot_case_bars(
         ax.bar(xs, ys, width=width, color=col, label=lab)
         if mean:
             ax.axhline(avg, color=col, ls="--", lw=1)
-    ax.set_xticks(np.arange(len(names)))
-    ax.set_xticklabels(names, rotation=60, ha="right", fontsize=7)
+    if len(names) <= max_names:
+        ax.set_xticks(np.arange(len(names)))
+        ax.set_xticklabels(names, rotation=60, ha="right", fontsize=7)
+    else:
+        ax.set_xticks([])
+        ax.set_xlabel(f"{len(names)} cases (names left out)")
+    ax.set_xlim(-0.6, len(names) - 0.4)
     ax.set_ylabel(metric)
     if log:
         ax.set_yscale("log")
