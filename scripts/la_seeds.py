@@ -193,6 +193,21 @@ def markdown(runs: List[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def by_diagonal(scatter: List[Tuple[float, float, float]]) -> str:
+    """Markdown: the SFR gain where SAM labels a case better than the baseline V-Net, and where worse.
+
+    scatter: ``(SAM Dice, baseline Dice, +SFR - baseline Dice)`` per (seed, fold, case), fractions."""
+    sam, base, gain = (np.asarray(v, dtype=float) for v in zip(*scatter))
+    lines = ["", "Mean Teacher: the +SFR gain by whether SAM (its fine-tuned SAM predicting the test volume) or the "
+             "baseline V-Net segments a case better (every seed, fold and case; the scatter figure):", "",
+             "| where | seed-fold-cases | mean +SFR − baseline | +SFR better on |", "|---|---|---|---|"]
+    for what, sel in (("SAM better than the baseline", sam > base), ("baseline at least as good as SAM", sam <= base)):
+        if sel.any():
+            lines.append(f"| {what} | {int(sel.sum())} of {len(sam)} | {100 * gain[sel].mean():+.1f} | "
+                         f"{int((gain[sel] > 0).sum())} ({100 * (gain[sel] > 0).mean():.0f} %) |")
+    return "\n".join(lines) + "\n"
+
+
 def collect(out: Path) -> None:
     from sfr_teach.csv_io import write_csv
 
@@ -228,6 +243,8 @@ def collect(out: Path) -> None:
                for base in runs if base["row"] == "mt" and (base["seed"], base["fold"]) == (other["seed"], other["fold"])
                for n, d in sam_test_dice(RUNS / "mt_sfr" / f"s{other['seed']}_f{other['fold']}").items()]
     if scatter:
+        with out.with_suffix(".md").open("a") as f:
+            f.write(by_diagonal(scatter))
         x, y, g = zip(*scatter)
         viz.save_figure(viz.plot_gain_vs_pseudo_label(x, y, g, title="Mean Teacher, LA classroom, every (seed, fold, case): "
                                                       "SAM's Dice vs the baseline's, coloured by the SFR gain"),

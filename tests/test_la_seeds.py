@@ -62,3 +62,10 @@ def test_markdown_lists_seeds_per_row_and_the_rotated_split(la_seeds, runs):
     assert "st_sfr" not in md
     assert "| 0 | 1 | 30.0 | 50.0 | 50.0 | +20.0 | 2/2 |" in md  # the per-fold table
     assert "| 4 | 1,2 | 50.0 | 56.7 | 50.0 | +6.7 | 2/3 |" in md
+
+
+def test_by_diagonal_splits_the_gain_where_sam_beats_the_baseline(la_seeds):
+    scatter = [(0.6, 0.4, 0.2), (0.7, 0.3, 0.3), (0.5, 0.45, -0.05), (0.3, 0.6, -0.1), (0.4, 0.4, 0.1)]
+    md = la_seeds.by_diagonal(scatter)
+    assert "| SAM better than the baseline | 3 of 5 | +15.0 | 2 (67 %) |" in md
+    assert "| baseline at least as good as SAM | 2 of 5 | +0.0 | 1 (50 %) |" in md
