@@ -219,7 +219,6 @@ def collect(out: Path) -> None:
     write_csv(out.parent / f"{out.name}_cases.csv",
               [{"row": r["row"], "seed": r["seed"], "fold": r["fold"], "case": n, "dice": d, "hd95": h}
                for r in runs for n, (d, h) in r["cases"].items()])
-    out.with_suffix(".md").write_text(markdown(runs))
     from sfr_teach import viz
 
     rows = []
@@ -242,9 +241,9 @@ def collect(out: Path) -> None:
                for other in runs if other["row"] == "mt_sfr"
                for base in runs if base["row"] == "mt" and (base["seed"], base["fold"]) == (other["seed"], other["fold"])
                for n, d in sam_test_dice(RUNS / "mt_sfr" / f"s{other['seed']}_f{other['fold']}").items()]
+    md = markdown(runs) + (by_diagonal(scatter) if scatter else "")
+    out.with_suffix(".md").write_text(md)
     if scatter:
-        with out.with_suffix(".md").open("a") as f:
-            f.write(by_diagonal(scatter))
         x, y, g = zip(*scatter)
         viz.save_figure(viz.plot_gain_vs_pseudo_label(x, y, g, title="Mean Teacher, LA classroom, every (seed, fold, case): "
                                                       "SAM's Dice vs the baseline's, coloured by the SFR gain"),
@@ -253,7 +252,7 @@ def collect(out: Path) -> None:
         viz.save_figure(viz.plot_sfr_comparison(rows, title="LA classroom, 1 labelled volume, offline tiny SAM: "
                                                 "baseline vs + SFR (fold 4's 16 volumes unless named)"),
                         out.with_suffix(".png"), dpi=110)
-    print(out.with_suffix(".md").read_text())
+    print(md)
 
 
 def main(argv: Optional[List[str]] = None) -> None:

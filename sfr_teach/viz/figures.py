@@ -489,7 +489,7 @@ def plot_case_bars(
         vals = {str(r[name_key]): float(r[metric]) for r in sel}
         xs = np.arange(len(names)) + ((gi - (len(groups) - 1) / 2) * width if side_by_side else 0.0)
         ys = [vals.get(n, np.nan) for n in names]
-        avg = float(np.nanmean([vals[n] for n in vals]))
+        avg = float(np.nanmean(list(vals.values())))
         lab = f"{g}: mean {avg:.3f}" if g is not None else f"mean {avg:.3f}"
         if not mean:
             lab = str(g) if g is not None else None
