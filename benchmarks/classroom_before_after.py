@@ -19,6 +19,9 @@ competes for the cores; the load average before and after each side is recorded 
 machine makes both slower, so read the two rows together).
 
 Resumable: a side whose ``<work>/<side>/side.json`` exists is not run again (``--force`` re-runs).
+``--rep N`` (N > 1) runs another pair into ``<work>/repN/``; give ``--sides after before`` for every
+other pair so that neither side always runs first. The report reads every pair it finds and compares
+the sides' means over pairs.
 
 One whole run per side has no spread, and a shared virtual machine drifts, so ``--stages N``
 also times each stage on a reduced amount of work (SAM 40 steps, pseudo-labels of 6 volumes,
@@ -143,18 +146,26 @@ def write_results(rows: List[Dict[str, Any]], stages: List[Dict[str, Any]], stem
           "Written by `benchmarks/classroom_before_after.py` (its docstring has the protocol): Mean Teacher + SFR, "
           "classroom preset on real LA (1 labelled, 63 unlabelled, 16 scored), same seed, the two sides one "
           f"after the other on the project's 2-core CPU machine ({os.cpu_count()} logical CPUs seen), 2 torch threads.",
-          "", "| side | code | seed | SAM fine-tune s | pseudo-labels s | re-training s | evaluation s | total s | "
-          "wall s | peak RSS GB | Dice % | HD95 mm | load avg before / after |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+          "", "| pair | side | code | seed | SAM fine-tune s | pseudo-labels s | re-training s | evaluation s | total s | "
+          "wall s | peak RSS GB | Dice % | HD95 mm | load avg before / after |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        md.append(f"| {r['side']} | `{r['code']}` | {r['seed']} | {r['sam_finetune_s']} | {r['pseudo_labels_s']} | "
+        md.append(f"| {r.get('rep', 1)} | {r['side']} | `{r['code']}` | {r['seed']} | {r['sam_finetune_s']} | {r['pseudo_labels_s']} | "
                   f"{r['retrain_s']} | {r['evaluate_s']} | {r['total_s']} | {r['wall_s']} | {r['peak_rss_gb']} | "
                   f"{r['dice']} | {r['hd95']} | {r['load_before']} / {r['load_after']} |")
-    by = {r["side"]: r for r in rows}
-    if {"before", "after"} <= set(by):
-        b, a = by["before"], by["after"]
-        md += ["", "Speed-up (before / after): " + speedups(b, a, STAGES) + f"; wall {b['wall_s'] / a['wall_s']:.2f}x. Dice {b['dice']} -> {a['dice']} (same seed; the seed spread "
-            "of this run is in results/la_seeds.md). One whole run per side, no spread: the alternated stage timings "
-            "below are the comparison to read."]
+    by = {side: [r for r in rows if r["side"] == side] for side in ("before", "after")}
+    if by["before"] and by["after"]:
+        mean = {side: {k: statistics.mean(r[k] for r in rs) for k in STAGES + ("wall_s",)} for side, rs in by.items()}
+        b, a = mean["before"], mean["after"]
+        n = min(len(by["before"]), len(by["after"]))
+        md += ["", f"Speed-up (before / after, means over {len(by['before'])} / {len(by['after'])} whole runs): "
+               + speedups(b, a, STAGES) + f"; wall {b['wall_s'] / a['wall_s']:.2f}x"
+               + (" (per pair: " + ", ".join(f"{x['wall_s'] / y['wall_s']:.2f}x" for x, y in zip(by["before"], by["after"]))
+                  + ")" if n > 1 else "")
+               + ". Dice: before " + ", ".join(str(r["dice"]) for r in by["before"]) + "; after "
+               + ", ".join(str(r["dice"]) for r in by["after"]) + " (same seed; the seed spread of this run is in "
+               "results/la_seeds.md)."
+               + (" One whole run per side, no spread: the alternated stage timings below are the comparison to read."
+                  if n == 1 else "")]
     if stages:
         keys = [k for k in stages[0] if k.endswith("_s")]
         md += ["", f"## Stages on reduced work, before / after alternated {stages[0]['reps']} times (medians, seconds)", "",
@@ -177,23 +188,26 @@ def main(argv=None) -> None:
     ap.add_argument("--out", default=str(ROOT / "results" / "speed_classroom_runs"))
     ap.add_argument("--force", action="store_true", help="run sides again even if finished")
     ap.add_argument("--report", action="store_true", help="only rewrite results/ from finished sides")
+    ap.add_argument("--rep", type=int, default=1, help="which pair to run: 1 in <work>/, N > 1 in <work>/repN/")
     ap.add_argument("--stages", type=int, default=0, metavar="N",
                     help="also time the reduced stages, before / after alternated N times")
     args = ap.parse_args(argv)
     work = Path(args.work).resolve()
     if not args.report:
         args.data_dir = Path(resolve_la_dir(args.data_dir)).resolve()
+        pair = work if args.rep == 1 else work / f"rep{args.rep}"
         for side in args.sides:
-            done = work / side / "side.json"
+            done = pair / side / "side.json"
             if done.is_file() and not args.force:
                 continue
             src = checkout(args.before, work / "before-src") if side == "before" else ROOT
-            print(f"{side}: running ({src.name})", flush=True)
-            print(run_side(side, src, args, work), flush=True)
+            print(f"{side}: running ({src.name}), pair {args.rep}", flush=True)
+            print({**run_side(side, src, args, pair), "rep": args.rep}, flush=True)
         if args.stages:
             time_stages(args, work, args.stages)
-    rows = [json.loads((work / s / "side.json").read_text()) for s in ("before", "after")
-            if (work / s / "side.json").is_file()]
+    pairs = [(1, work)] + sorted((int(d.name[3:]), d) for d in work.glob("rep*") if d.name[3:].isdigit())
+    rows = [{**json.loads((d / s / "side.json").read_text()), "rep": n} for n, d in pairs for s in ("before", "after")
+            if (d / s / "side.json").is_file()]
     stages = json.loads((work / "stages.json").read_text()) if (work / "stages.json").is_file() else []
     if rows:
         write_results(rows, stages, Path(args.out))
