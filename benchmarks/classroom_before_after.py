@@ -149,23 +149,27 @@ def write_results(rows: List[Dict[str, Any]], stages: List[Dict[str, Any]], stem
           "", "| pair | side | code | seed | SAM fine-tune s | pseudo-labels s | re-training s | evaluation s | total s | "
           "wall s | peak RSS GB | Dice % | HD95 mm | load avg before / after |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        md.append(f"| {r.get('rep', 1)} | {r['side']} | `{r['code']}` | {r['seed']} | {r['sam_finetune_s']} | {r['pseudo_labels_s']} | "
+        md.append(f"| {r['rep']} | {r['side']} | `{r['code']}` | {r['seed']} | {r['sam_finetune_s']} | {r['pseudo_labels_s']} | "
                   f"{r['retrain_s']} | {r['evaluate_s']} | {r['total_s']} | {r['wall_s']} | {r['peak_rss_gb']} | "
                   f"{r['dice']} | {r['hd95']} | {r['load_before']} / {r['load_after']} |")
     by = {side: [r for r in rows if r["side"] == side] for side in ("before", "after")}
     if by["before"] and by["after"]:
         mean = {side: {k: statistics.mean(r[k] for r in rs) for k in STAGES + ("wall_s",)} for side, rs in by.items()}
         b, a = mean["before"], mean["after"]
-        n = min(len(by["before"]), len(by["after"]))
+        pairs = {}  # rep -> {side: row}, so a per-pair ratio only compares the two sides of one pair
+        for r in rows:
+            pairs.setdefault(r["rep"], {})[r["side"]] = r
+        complete = [p for _, p in sorted(pairs.items()) if len(p) == 2]
+        n = len(complete)
         md += ["", f"Speed-up (before / after, means over {len(by['before'])} / {len(by['after'])} whole runs): "
                + speedups(b, a, STAGES) + f"; wall {b['wall_s'] / a['wall_s']:.2f}x"
-               + (" (per pair: " + ", ".join(f"{x['wall_s'] / y['wall_s']:.2f}x" for x, y in zip(by["before"], by["after"]))
+               + (" (per pair: " + ", ".join(f"{p['before']['wall_s'] / p['after']['wall_s']:.2f}x" for p in complete)
                   + ")" if n > 1 else "")
                + ". Dice: before " + ", ".join(str(r["dice"]) for r in by["before"]) + "; after "
                + ", ".join(str(r["dice"]) for r in by["after"]) + " (same seed; the seed spread of this run is in "
                "results/la_seeds.md)."
-               + (" One whole run per side, no spread: the alternated stage timings below are the comparison to read."
-                  if n == 1 else "")]
+               + (" Fewer than two complete pairs, no spread: the alternated stage timings below are the comparison to read."
+                  if n <= 1 else "")]
     if stages:
         keys = [k for k in stages[0] if k.endswith("_s")]
         md += ["", f"## Stages on reduced work, before / after alternated {stages[0]['reps']} times (medians, seconds)", "",
