@@ -14,6 +14,9 @@ run side by side on the same inputs:
   forward (:meth:`sfr_teach.ssl.ua_mt.UAMT.uncertainty`); prints how far the entropy maps and
   certainty masks move (the passes are random either way: compared with two runs of the old code);
 * ``data``     -- crops from numpy arrays vs from tensors prepared once (checks identical batches);
+* ``batchnorm`` -- ``nn.BatchNorm3d`` vs the V-Net's :class:`sfr_teach.nets.vnet.BatchNorm3d` (a
+  contiguous copy where PyTorch's channels-last backward is slow): each classroom layer shape
+  forward + backward, then a whole Mean-Teacher step; checks outputs and gradients agree;
 * ``format``   -- a whole Mean-Teacher step with the V-Net in ``channels_last_3d`` vs contiguous;
 * ``threads``  -- a whole Mean-Teacher step on 1 vs 2 torch threads.
 
@@ -43,6 +46,7 @@ from bench_stitching import cpu_name  # noqa: E402
 
 from sfr_teach.config import get_config  # noqa: E402
 from sfr_teach.nets import build_net  # noqa: E402
+from sfr_teach.nets.vnet import BatchNorm3d  # noqa: E402
 from sfr_teach.ssl import build_method  # noqa: E402
 from sfr_teach.ssl.base import EMATeacher, teacher_noise  # noqa: E402
 from sfr_teach.ssl.batches import CropBatcher  # noqa: E402
@@ -79,12 +83,13 @@ def legacy_uncertainty(self, x_u):
 @contextlib.contextmanager
 def legacy_code():
     """Patch the replaced implementations back in for a ``with`` block."""
-    saved = (EMATeacher.update, EMATeacher.__call__, UAMT.uncertainty)
+    saved = (EMATeacher.update, EMATeacher.__call__, UAMT.uncertainty, BatchNorm3d.forward)
     EMATeacher.update, EMATeacher.__call__, UAMT.uncertainty = legacy_update, legacy_call, legacy_uncertainty
+    BatchNorm3d.forward = torch.nn.BatchNorm3d.forward
     try:
         yield
     finally:
-        EMATeacher.update, EMATeacher.__call__, UAMT.uncertainty = saved
+        EMATeacher.update, EMATeacher.__call__, UAMT.uncertainty, BatchNorm3d.forward = saved
 
 
 # ------------------------------------------------------------------ helpers
@@ -203,6 +208,40 @@ def _mt_step(rc, patch, fmt):
     return step
 
 
+def bench_batchnorm(rc, reps, patch):
+    f = rc.n_filters
+    for level, c in enumerate((f, 2 * f)):
+        shape = (rc.batch_size, c, *(p // 2 ** level for p in patch))
+        torch.manual_seed(0)
+        x = torch.randn(shape).contiguous(memory_format=CL)
+        g = torch.randn(shape).contiguous(memory_format=CL)
+        old, new = torch.nn.BatchNorm3d(c), BatchNorm3d(c)
+        xo, xn = x.clone().requires_grad_(), x.clone().requires_grad_()
+
+        def fwd_bwd(bn, xi):
+            return lambda: bn(xi).backward(g)
+
+        res = interleaved({"nn.BatchNorm3d": fwd_bwd(old, xo), "vnet.BatchNorm3d": fwd_bwd(new, xn)}, reps * 4)
+        xo.grad = xn.grad = None
+        yo, yn = old(xo), new(xn)
+        yo.backward(g)
+        yn.backward(g)
+        report(f"batch norm forward + backward {tuple(shape)}", res,
+               note=f"max |y| difference {float((yo - yn).detach().abs().max()):.1e}, input gradient "
+                    f"{float((xo.grad - xn.grad).abs().max()):.1e} (|grad| up to {float(xo.grad.abs().max()):.1f}); "
+                    f"output channels-last: {yn.is_contiguous(memory_format=CL)}")
+
+    def with_legacy_bn(step):
+        def run():
+            with legacy_code():
+                step()
+        return run
+
+    res = interleaved({"nn.BatchNorm3d": with_legacy_bn(_mt_step(rc, patch, CL)),
+                       "vnet.BatchNorm3d": _mt_step(rc, patch, CL)}, reps)
+    report("Mean-Teacher step, batch norm", res, unit=1.0)
+
+
 def bench_format(rc, reps, patch):
     res = interleaved({"contiguous": _mt_step(rc, patch, torch.contiguous_format),
                        "channels_last_3d": _mt_step(rc, patch, CL)}, reps)
@@ -251,7 +290,7 @@ def curves(rc, iters):
               flush=True)
 
 
-CHANGES = ["ema", "teacher", "uamt", "data", "format", "threads"]
+CHANGES = ["ema", "teacher", "uamt", "data", "batchnorm", "format", "threads"]
 
 
 def main(argv=None) -> None:
@@ -270,6 +309,7 @@ def main(argv=None) -> None:
     print("| change | before: wall / CPU | after: wall / CPU | speed-up wall / CPU | check |\n|---|---|---|---|---|")
     fns = {"ema": lambda: bench_ema(rc, a.reps), "teacher": lambda: bench_teacher(rc, a.reps, patch),
            "uamt": lambda: bench_uamt(rc, a.reps, patch), "data": lambda: bench_data(rc, a.reps, patch),
+           "batchnorm": lambda: bench_batchnorm(rc, a.reps, patch),
            "format": lambda: bench_format(rc, a.reps, patch), "threads": lambda: bench_threads(rc, a.reps, patch)}
     for name in a.only:
         fns[name]()

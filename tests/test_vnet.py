@@ -174,3 +174,48 @@ def test_load_reference_mismatch_lists_what_did_not_match(tmp_path):
     (tmp_path / "junk.pth").write_text("not a checkpoint")
     with pytest.raises(ValueError, match="junk.pth: cannot read the checkpoint"):
         VNet().load_reference(tmp_path / "junk.pth")
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_batchnorm_matches_torch_batchnorm_in_channels_last(threads):
+    """The V-Net's BatchNorm3d (a contiguous copy where channels-last backward is slow on CPU) computes
+    what nn.BatchNorm3d computes: outputs, gradients, running statistics; the result stays channels-last."""
+    from sfr_teach.nets.vnet import BatchNorm3d
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        torch.manual_seed(0)
+        cl = torch.channels_last_3d
+        x = (3.0 * torch.randn(2, 8, 12, 10, 8) + 1.0).contiguous(memory_format=cl)
+        g = torch.randn(2, 8, 12, 10, 8).contiguous(memory_format=cl)
+        ref, ours = nn.BatchNorm3d(8), BatchNorm3d(8)
+        with torch.no_grad():
+            ref.weight.uniform_(0.5, 1.5)
+            ref.bias.uniform_(-0.5, 0.5)
+        ours.load_state_dict(ref.state_dict())
+        xr, xo = x.clone().requires_grad_(), x.clone().requires_grad_()
+        yr, yo = ref(xr), ours(xo)
+        yr.backward(g)
+        yo.backward(g)
+        assert yo.is_contiguous(memory_format=cl) and xo.grad.is_contiguous(memory_format=cl)
+        torch.testing.assert_close(yo, yr, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(xo.grad, xr.grad, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(ours.weight.grad, ref.weight.grad, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(ours.bias.grad, ref.bias.grad, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(ours.running_mean, ref.running_mean)
+        torch.testing.assert_close(ours.running_var, ref.running_var)
+        assert int(ours.num_batches_tracked) == 1
+        ours.load_state_dict(ref.state_dict())
+        ours.eval(), ref.eval()
+        with torch.no_grad():  # evaluation mode: nn.BatchNorm3d itself, bit for bit
+            assert torch.equal(ours(x), ref(x))
+    finally:
+        torch.set_num_threads(saved)
+
+
+def test_vnet_uses_the_package_batchnorm():
+    from sfr_teach.nets.vnet import BatchNorm3d
+
+    norms = [m for m in VNet(n_filters=4).modules() if isinstance(m, nn.BatchNorm3d)]
+    assert norms and all(type(m) is BatchNorm3d for m in norms)
