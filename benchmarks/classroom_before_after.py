@@ -42,6 +42,9 @@ from typing import Any, Dict, List
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_stitching import cpu_name  # noqa: E402
+
 from sfr_teach.csv_io import write_csv  # noqa: E402
 from sfr_teach.data.paths import portable_path, resolve_la_dir  # noqa: E402
 
@@ -89,7 +92,7 @@ def run_side(side: str, src: Path, args, work: Path) -> Dict[str, Any]:
         **{k: round(float(summary["timings"].get(k, float("nan"))), 1) for k in STAGES},
         "dice": round(100 * float(metrics["dice"]["mean"]), 2), "hd95": round(float(metrics["hd95"]["mean"]), 2),
         "load_before": round(load0, 2), "load_after": round(os.getloadavg()[0], 2),
-        "command": " ".join(portable_path(c) if os.path.isabs(c) else c for c in cmd[1:]),
+        "command": " ".join(portable_path(c) if os.path.isabs(c) else c for c in cmd[1:]), "cpu": cpu_name(),
     }
     (out / "side.json").write_text(json.dumps(row, indent=2))
     return row
@@ -145,7 +148,8 @@ def write_results(rows: List[Dict[str, Any]], stages: List[Dict[str, Any]], stem
     md = ["# A whole classroom SFR run, before and after the speed work", "",
           "Written by `benchmarks/classroom_before_after.py` (its docstring has the protocol): Mean Teacher + SFR, "
           "classroom preset on real LA (1 labelled, 63 unlabelled, 16 scored), same seed, the two sides one "
-          f"after the other on the project's 2-core CPU machine ({os.cpu_count()} logical CPUs seen), 2 torch threads.",
+          f"after the other on the project's 2-core CPU machine ({', '.join(sorted({r.get('cpu', 'CPU not recorded') for r in rows}))}, "
+          f"{os.cpu_count()} logical CPUs seen), 2 torch threads.",
           "", "| pair | side | code | seed | SAM fine-tune s | pseudo-labels s | re-training s | evaluation s | total s | "
           "wall s | peak RSS GB | Dice % | HD95 mm | load avg before / after |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
