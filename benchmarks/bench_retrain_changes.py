@@ -15,8 +15,10 @@ run side by side on the same inputs:
   certainty masks move (the passes are random either way: compared with two runs of the old code);
 * ``data``     -- crops from numpy arrays vs from tensors prepared once (checks identical batches);
 * ``batchnorm`` -- ``nn.BatchNorm3d`` vs the V-Net's :class:`sfr_teach.nets.vnet.BatchNorm3d` (a
-  contiguous copy where PyTorch's channels-last backward is slow): each classroom layer shape
-  forward + backward, then a whole Mean-Teacher step; checks outputs and gradients agree;
+  contiguous copy where PyTorch's channels-last backward is slow): first ``nn.BatchNorm3d`` alone on
+  channels-last vs contiguous input for C = 4..32 on 1 and 2 threads (where the slow path is), then
+  the classroom layer shapes forward + backward and a whole Mean-Teacher step; checks outputs and
+  gradients agree;
 * ``format``   -- a whole Mean-Teacher step with the V-Net in ``channels_last_3d`` vs contiguous;
 * ``threads``  -- a whole Mean-Teacher step on 1 vs 2 torch threads.
 
@@ -168,7 +170,7 @@ def bench_uamt(rc, reps, patch):
     new_code = float(((u_old1 < thr) == (u_new < thr)).float().mean())
     report(f"UA-MT uncertainty (T={rc.uamt_passes})", res,
            note=f"certainty-mask agreement: old vs old (another draw) {same_code:.4f}, old vs new {new_code:.4f}; "
-                f"mean |dU| old-old {float((u_old1 - u_old2).abs().mean()):.4f}, old-new "
+                f"mean abs(dU) old-old {float((u_old1 - u_old2).abs().mean()):.4f}, old-new "
                 f"{float((u_old1 - u_new).abs().mean()):.4f}")
 
 
@@ -208,6 +210,30 @@ def _mt_step(rc, patch, fmt):
     return step
 
 
+def batchnorm_sweep(patch, reps, channels=(4, 8, 12, 16, 24, 32)):
+    """Why the V-Net's BatchNorm3d exists: ``nn.BatchNorm3d`` forward + backward on (4, C, *patch), channels-last
+    vs contiguous, on 1 and 2 threads (ms, medians)."""
+    n = torch.get_num_threads()
+    print("| nn.BatchNorm3d forward + backward, ms | " + " | ".join(f"C = {c}" for c in channels) + " |\n|---|"
+          + "---|" * len(channels))
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        cells = {"channels_last_3d": [], "contiguous": []}
+        for c in channels:
+            torch.manual_seed(0)
+            bn = torch.nn.BatchNorm3d(c)
+            xs = {k: torch.randn(4, c, *patch).contiguous(memory_format=fmt).requires_grad_()
+                  for k, fmt in (("channels_last_3d", CL), ("contiguous", torch.contiguous_format))}
+            gs = {k: torch.randn_like(x) for k, x in xs.items()}
+            res = interleaved({k: (lambda k=k: bn(xs[k]).backward(gs[k])) for k in xs}, reps)
+            for k in cells:
+                cells[k].append(f"{res[k][0] * 1e3:.1f}")
+        for k, v in cells.items():
+            print(f"| {threads} thread{'s' if threads > 1 else ''}, {k} | " + " | ".join(v) + " |")
+    torch.set_num_threads(n)
+    print()
+
+
 def bench_batchnorm(rc, reps, patch):
     f = rc.n_filters
     for level, c in enumerate((f, 2 * f)):
@@ -227,8 +253,8 @@ def bench_batchnorm(rc, reps, patch):
         yo.backward(g)
         yn.backward(g)
         report(f"batch norm forward + backward {tuple(shape)}", res,
-               note=f"max |y| difference {float((yo - yn).detach().abs().max()):.1e}, input gradient "
-                    f"{float((xo.grad - xn.grad).abs().max()):.1e} (|grad| up to {float(xo.grad.abs().max()):.1f}); "
+               note=f"max abs(y difference) {float((yo - yn).detach().abs().max()):.1e}, input gradient "
+                    f"{float((xo.grad - xn.grad).abs().max()):.1e} (abs(grad) up to {float(xo.grad.abs().max()):.1f}); "
                     f"output channels-last: {yn.is_contiguous(memory_format=CL)}")
 
     def with_legacy_bn(step):
@@ -285,7 +311,7 @@ def curves(rc, iters):
         new, t_new = run(method, 0)
         other, _ = run(method, 1)
         print(f"| loss curve {method}, {iters} it | legacy code: {t_old:.2f} s/it | current: {t_new:.2f} s/it "
-              f"| {t_old / t_new:.2f}x | max |loss legacy - current| {np.abs(old - new).max():.2e} "
+              f"| {t_old / t_new:.2f}x | max abs(loss legacy - current) {np.abs(old - new).max():.2e} "
               f"(bit-identical: {bool(np.array_equal(old, new))}); seed 0 vs 1: {np.abs(new - other).max():.2e} |",
               flush=True)
 
@@ -306,6 +332,8 @@ def main(argv=None) -> None:
           f"threads {torch.get_num_threads()}; classroom retrain: {rc.n_filters} filters, patch {patch}, "
           f"batch {rc.batch_size} ({rc.labeled_bs} labelled), UA-MT T={rc.uamt_passes}")
     print(f"before: {load_avg()}\n")
+    if "batchnorm" in a.only:
+        batchnorm_sweep(patch, a.reps * 2)
     print("| change | before: wall / CPU | after: wall / CPU | speed-up wall / CPU | check |\n|---|---|---|---|---|")
     fns = {"ema": lambda: bench_ema(rc, a.reps), "teacher": lambda: bench_teacher(rc, a.reps, patch),
            "uamt": lambda: bench_uamt(rc, a.reps, patch), "data": lambda: bench_data(rc, a.reps, patch),

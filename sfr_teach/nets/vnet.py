@@ -35,14 +35,14 @@ class BatchNorm3d(nn.BatchNorm3d):
     """``nn.BatchNorm3d``, same parameters, statistics and outputs, without one slow CPU path.
 
     On CPU with more than one thread, PyTorch's batch-norm *backward* on a ``channels_last_3d``
-    tensor is several times slower when the channel count is not a multiple of 16 (measured on
-    torch 2.14, 2 threads, (4, 8, 48, 48, 32): 25 ms against 4 ms for the same tensor in the
-    contiguous format; at 16 channels channels-last is the faster one; on 1 thread the slow-down is
-    gone -- consistent with the threads' partial sums sharing a cache line). The classroom V-Net
-    (8 filters) has three such layers at full resolution. In that one case this layer normalises a
-    contiguous copy and hands back a channels-last result: a training step of the classroom V-Net
-    gets about 1.2x faster (``benchmarks/bench_retrain_changes.py --only batchnorm``); everywhere
-    else (GPU, eval mode, no grad, one thread, 16k channels) it is ``nn.BatchNorm3d`` unchanged.
+    tensor is 2-8x slower than on a contiguous one when the channel count is not a multiple of 16
+    (torch 2.14, 2 threads, forward + backward of (4, 8, 48, 48, 32): 25 ms against 5 ms; at 16 and
+    32 channels channels-last is the faster one; on 1 thread 8 channels are fine -- consistent with
+    the threads' partial sums sharing a cache line). The classroom V-Net (8 filters) has three such
+    layers at full resolution. In that case this layer normalises a contiguous copy and hands back a
+    channels-last result: the classroom Mean-Teacher step gets about 1.2x faster
+    (``benchmarks/bench_retrain_changes.py --only batchnorm``). Everywhere else (GPU, eval mode, no
+    grad, one thread, a multiple of 16 channels) it is ``nn.BatchNorm3d`` unchanged.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
