@@ -20,6 +20,9 @@ run side by side on the same inputs:
   the classroom layer shapes forward + backward and a whole Mean-Teacher step; checks outputs and
   gradients agree;
 * ``format``   -- a whole Mean-Teacher step with the V-Net in ``channels_last_3d`` vs contiguous;
+* ``bf16``     -- *not adopted, measured*: a whole Mean-Teacher step and an evaluation forward in float32
+  vs under ``torch.autocast("cpu", bfloat16)``, with how far the logits move (bf16 changes what is
+  computed; only CPUs with native bf16 -- AMX / AVX512-BF16 -- can gain);
 * ``threads``  -- a whole Mean-Teacher step on 1 vs 2 torch threads.
 
 ``--curves N`` also trains N iterations of Mean Teacher and UA-MT through
@@ -268,6 +271,36 @@ def bench_batchnorm(rc, reps, patch):
     report("Mean-Teacher step, batch norm", res, unit=1.0)
 
 
+def bench_bf16(rc, reps, patch):
+    flags = {k: getattr(torch.cpu, f"_is_{k}_supported", lambda: None)() for k in ("amx_tile", "avx512_bf16")}
+
+    def autocast(step):
+        def run():
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                step()
+        return run
+
+    res = interleaved({"float32": _mt_step(rc, patch, CL), "bf16 autocast": autocast(_mt_step(rc, patch, CL))}, reps)
+    report("Mean-Teacher step, CPU precision", res, unit=1.0,
+           note=f"CPU {torch.backends.cpu.get_cpu_capability()}, native bf16 {flags}; not adopted: bf16 changes what "
+                "is computed")
+    net = student(rc).eval()
+    x = torch.randn(rc.batch_size, 1, *patch).contiguous(memory_format=CL)
+
+    def forward(bf16):
+        def run():
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                return net(x)
+        return run
+
+    res = interleaved({"float32": forward(False), "bf16 autocast": forward(True)}, reps * 2)
+    p32, p16 = (torch.softmax(forward(b)().float(), 1) for b in (False, True))
+    agree = float((p32.argmax(1) == p16.argmax(1)).float().mean())
+    report(f"evaluation forward, {rc.batch_size} windows, CPU precision", res,
+           note=f"max abs(softmax difference) {float((p32 - p16).abs().max()):.3f}, argmax agreement {agree:.4f} "
+                "(untrained weights)")
+
+
 def bench_format(rc, reps, patch):
     res = interleaved({"contiguous": _mt_step(rc, patch, torch.contiguous_format),
                        "channels_last_3d": _mt_step(rc, patch, CL)}, reps)
@@ -316,7 +349,7 @@ def curves(rc, iters):
               flush=True)
 
 
-CHANGES = ["ema", "teacher", "uamt", "data", "batchnorm", "format", "threads"]
+CHANGES = ["ema", "teacher", "uamt", "data", "batchnorm", "format", "threads", "bf16"]
 
 
 def main(argv=None) -> None:
@@ -338,7 +371,8 @@ def main(argv=None) -> None:
     fns = {"ema": lambda: bench_ema(rc, a.reps), "teacher": lambda: bench_teacher(rc, a.reps, patch),
            "uamt": lambda: bench_uamt(rc, a.reps, patch), "data": lambda: bench_data(rc, a.reps, patch),
            "batchnorm": lambda: bench_batchnorm(rc, a.reps, patch),
-           "format": lambda: bench_format(rc, a.reps, patch), "threads": lambda: bench_threads(rc, a.reps, patch)}
+           "format": lambda: bench_format(rc, a.reps, patch), "threads": lambda: bench_threads(rc, a.reps, patch),
+           "bf16": lambda: bench_bf16(rc, a.reps, patch)}
     for name in a.only:
         fns[name]()
     if a.curves:
