@@ -112,6 +112,14 @@ def interleaved(fns: dict, reps: int, warmup: int = 1) -> dict:
     return {k: (statistics.median(wall[k]), statistics.median(cpu[k])) for k in fns}
 
 
+def within(make_ctx, fn):
+    """``fn`` wrapped so that every call runs inside a fresh ``make_ctx()`` (a legacy patch, autocast...)."""
+    def run():
+        with make_ctx():
+            return fn()
+    return run
+
+
 def report(change: str, res: dict, unit: float = 1e3, note: str = "") -> None:
     (b_name, (bw, bc)), (a_name, (aw, ac)) = list(res.items())
     print(f"| {change} | {b_name}: {bw * unit:.2f} / {bc * unit:.2f} | {a_name}: {aw * unit:.2f} / {ac * unit:.2f} "
@@ -260,13 +268,7 @@ def bench_batchnorm(rc, reps, patch):
                     f"{float((xo.grad - xn.grad).abs().max()):.1e} (abs(grad) up to {float(xo.grad.abs().max()):.1f}); "
                     f"output channels-last: {yn.is_contiguous(memory_format=CL)}")
 
-    def with_legacy_bn(step):
-        def run():
-            with legacy_code():
-                step()
-        return run
-
-    res = interleaved({"nn.BatchNorm3d": with_legacy_bn(_mt_step(rc, patch, CL)),
+    res = interleaved({"nn.BatchNorm3d": within(legacy_code, _mt_step(rc, patch, CL)),
                        "vnet.BatchNorm3d": _mt_step(rc, patch, CL)}, reps)
     report("Mean-Teacher step, batch norm", res, unit=1.0)
 
@@ -274,27 +276,24 @@ def bench_batchnorm(rc, reps, patch):
 def bench_bf16(rc, reps, patch):
     flags = {k: getattr(torch.cpu, f"_is_{k}_supported", lambda: None)() for k in ("amx_tile", "avx512_bf16")}
 
-    def autocast(step):
-        def run():
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                step()
-        return run
+    def bf16():
+        return torch.autocast("cpu", dtype=torch.bfloat16)
 
-    res = interleaved({"float32": _mt_step(rc, patch, CL), "bf16 autocast": autocast(_mt_step(rc, patch, CL))}, reps)
+    res = interleaved({"float32": _mt_step(rc, patch, CL),
+                       "bf16 autocast": within(bf16, _mt_step(rc, patch, CL))}, reps)
     report("Mean-Teacher step, CPU precision", res, unit=1.0,
            note=f"CPU {torch.backends.cpu.get_cpu_capability()}, native bf16 {flags}; not adopted: bf16 changes what "
                 "is computed")
     net = student(rc).eval()
     x = torch.randn(rc.batch_size, 1, *patch).contiguous(memory_format=CL)
 
-    def forward(bf16):
-        def run():
-            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                return net(x)
-        return run
+    def forward():
+        with torch.inference_mode():
+            return net(x)
 
-    res = interleaved({"float32": forward(False), "bf16 autocast": forward(True)}, reps * 2)
-    p32, p16 = (torch.softmax(forward(b)().float(), 1) for b in (False, True))
+    fns = {"float32": forward, "bf16 autocast": within(bf16, forward)}
+    res = interleaved(fns, reps * 2)
+    p32, p16 = (torch.softmax(fn().float(), 1) for fn in fns.values())
     agree = float((p32.argmax(1) == p16.argmax(1)).float().mean())
     report(f"evaluation forward, {rc.batch_size} windows, CPU precision", res,
            note=f"max abs(softmax difference) {float((p32 - p16).abs().max()):.3f}, argmax agreement {agree:.4f} "

@@ -145,11 +145,12 @@ def git_head() -> str:
 
 def write_results(rows: List[Dict[str, Any]], stages: List[Dict[str, Any]], stem: Path) -> None:
     write_csv(stem.with_suffix(".csv"), rows, list(rows[0]))
+    cpus = ", ".join(sorted({r.get("cpu", "CPU not recorded") for r in rows}))
     md = ["# A whole classroom SFR run, before and after the speed work", "",
           "Written by `benchmarks/classroom_before_after.py` (its docstring has the protocol): Mean Teacher + SFR, "
           "classroom preset on real LA (1 labelled, 63 unlabelled, 16 scored), same seed, the two sides one "
-          f"after the other on the project's 2-core CPU machine ({', '.join(sorted({r.get('cpu', 'CPU not recorded') for r in rows}))}, "
-          f"{os.cpu_count()} logical CPUs seen), 2 torch threads.",
+          f"after the other on the project's 2-core CPU machine ({cpus}, {os.cpu_count()} logical CPUs seen), "
+          "2 torch threads.",
           "", "| pair | side | code | seed | SAM fine-tune s | pseudo-labels s | re-training s | evaluation s | total s | "
           "wall s | peak RSS GB | Dice % | HD95 mm | load avg before / after |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:

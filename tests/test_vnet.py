@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from sfr_teach.nets import NETS, VNet, build_net, count_parameters
-from sfr_teach.nets.vnet import reference_to_vnet_names
+from sfr_teach.nets.vnet import BatchNorm3d, reference_to_vnet_names
 
 
 def test_reference_parameter_count():
@@ -180,8 +180,6 @@ def test_load_reference_mismatch_lists_what_did_not_match(tmp_path):
 def test_batchnorm_matches_torch_batchnorm_in_channels_last(threads):
     """The V-Net's BatchNorm3d (a contiguous copy where channels-last backward is slow on CPU) computes
     what nn.BatchNorm3d computes: outputs, gradients, running statistics; the result stays channels-last."""
-    from sfr_teach.nets.vnet import BatchNorm3d
-
     saved = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -215,7 +213,5 @@ def test_batchnorm_matches_torch_batchnorm_in_channels_last(threads):
 
 
 def test_vnet_uses_the_package_batchnorm():
-    from sfr_teach.nets.vnet import BatchNorm3d
-
     norms = [m for m in VNet(n_filters=4).modules() if isinstance(m, nn.BatchNorm3d)]
     assert norms and all(type(m) is BatchNorm3d for m in norms)
