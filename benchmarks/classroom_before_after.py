@@ -148,7 +148,8 @@ def write_results(rows: List[Dict[str, Any]], stages: List[Dict[str, Any]], stem
     cpus = ", ".join(sorted({r.get("cpu", "CPU not recorded") for r in rows}))
     md = ["# A whole classroom SFR run, before and after the speed work", "",
           "Written by `benchmarks/classroom_before_after.py` (its docstring has the protocol): Mean Teacher + SFR, "
-          "classroom preset on real LA (1 labelled, 63 unlabelled, 16 scored), same seed, the two sides one "
+          "classroom preset on real LA with its offline tiny SAM (1 labelled, 63 unlabelled, 16 scored), same seed, "
+          "the two sides one "
           f"after the other on the project's 2-core CPU machine ({cpus}, {os.cpu_count()} logical CPUs seen), "
           "2 torch threads.",
           "", "| pair | side | code | seed | SAM fine-tune s | pseudo-labels s | re-training s | evaluation s | total s | "
