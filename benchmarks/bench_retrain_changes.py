@@ -23,7 +23,11 @@ run side by side on the same inputs:
 * ``bf16``     -- *not adopted, measured*: a whole Mean-Teacher step and an evaluation forward in float32
   vs under ``torch.autocast("cpu", bfloat16)``, with how far the logits move (bf16 changes what is
   computed; only CPUs with native bf16 -- AMX / AVX512-BF16 -- can gain);
-* ``threads``  -- a whole Mean-Teacher step on 1 vs 2 torch threads.
+* ``threads``  -- a whole Mean-Teacher step on 1 vs 2 torch threads;
+* ``malloc``   -- glibc's default allocator vs :func:`sfr_teach.torch_utils.reuse_freed_memory`
+  (freed tensor memory kept for the next tensor): a Mean-Teacher step and a classroom sliding-window
+  evaluation of one half-resolution LA-sized volume, each side in its own child process (the setting
+  is process-wide), the two alternated ``--reps`` times; prints page faults per step and peak memory.
 
 ``--curves N`` also trains N iterations of Mean Teacher and UA-MT through
 :func:`sfr_teach.ssl.trainer.train` with the legacy code patched in and with the current code (same
@@ -37,7 +41,10 @@ import contextlib
 import copy
 import math
 import os
+import json
+import resource
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -50,12 +57,15 @@ from bench_reference import load_avg  # noqa: E402
 from bench_stitching import cpu_name  # noqa: E402
 
 from sfr_teach.config import get_config  # noqa: E402
+from sfr_teach.evaluate import sliding_window_predict  # noqa: E402
+from sfr_teach.metrics import case_metrics  # noqa: E402
 from sfr_teach.nets import build_net  # noqa: E402
 from sfr_teach.nets.vnet import BatchNorm3d  # noqa: E402
 from sfr_teach.ssl import build_method  # noqa: E402
 from sfr_teach.ssl.base import EMATeacher, teacher_noise  # noqa: E402
 from sfr_teach.ssl.batches import CropBatcher  # noqa: E402
 from sfr_teach.ssl.losses import entropy  # noqa: E402
+from sfr_teach.torch_utils import reuse_freed_memory  # noqa: E402
 from sfr_teach.ssl.ua_mt import UAMT  # noqa: E402
 
 CL = torch.channels_last_3d
@@ -322,6 +332,47 @@ def bench_threads(rc, reps, patch):
            note="wall time is what counts here (CPU time adds both threads)")
 
 
+def malloc_child(rc, patch, mode: str, steps: int = 12) -> None:
+    """One side of ``malloc``, in its own process: prints a JSON line of medians and page faults."""
+    if mode == "reuse" and not reuse_freed_memory():
+        raise SystemExit("bench_retrain_changes.py: mallopt is not available here (glibc only)")
+    step = _mt_step(rc, patch, CL)
+    for _ in range(3):
+        step()
+    f0, t = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, []
+    for _ in range(steps):
+        s = time.perf_counter()
+        step()
+        t.append(time.perf_counter() - s)
+    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / steps
+    ec = get_config("classroom").eval
+    net = student(rc).eval()
+    image, label = fake_volumes(1, shape=(104, 72, 44))[0]  # an LA test volume at half resolution
+    e = []
+    for _ in range(3):  # what the evaluation stage does per volume: the windows, then the metrics
+        s = time.perf_counter()
+        prob = sliding_window_predict(net, image, ec.patch_size, ec.stride, 2, batch_size=ec.batch_size)
+        case_metrics(prob.argmax(0), label, 2)
+        e.append(time.perf_counter() - s)
+    print(json.dumps({"step": statistics.median(t), "eval": statistics.median(e), "faults": faults,
+                      "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def bench_malloc(reps: int, threads: int) -> None:
+    runs: dict = {"glibc default": [], "reuse_freed_memory": []}
+    for _ in range(reps):
+        for name, mode in (("glibc default", "default"), ("reuse_freed_memory", "reuse")):
+            out = subprocess.run([sys.executable, __file__, "--malloc-child", mode, "--threads", str(threads)],
+                                 check=True, capture_output=True, text=True).stdout
+            runs[name].append(json.loads(out.strip().splitlines()[-1]))
+    med = {n: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for n, rs in runs.items()}
+    b, a = med["glibc default"], med["reuse_freed_memory"]
+    for what, key in (("Mean-Teacher step", "step"), ("evaluation of one volume (windows + metrics)", "eval")):
+        print(f"| {what}, allocator ({reps} processes each) | glibc default: {b[key]:.3f} s | reuse_freed_memory: "
+              f"{a[key]:.3f} s | {b[key] / a[key]:.2f}x | page faults per step {b['faults']:.0f} -> {a['faults']:.0f}; "
+              f"peak memory {b['rss_mb']:.0f} -> {a['rss_mb']:.0f} MB |", flush=True)
+
+
 def curves(rc, iters):
     from sfr_teach.ssl.trainer import train
 
@@ -348,7 +399,7 @@ def curves(rc, iters):
               flush=True)
 
 
-CHANGES = ["ema", "teacher", "uamt", "data", "batchnorm", "format", "threads", "bf16"]
+CHANGES = ["ema", "teacher", "uamt", "data", "batchnorm", "format", "threads", "malloc", "bf16"]
 
 
 def main(argv=None) -> None:
@@ -357,9 +408,12 @@ def main(argv=None) -> None:
     ap.add_argument("--reps", type=int, default=5, help="interleaved repetitions per change")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--curves", type=int, default=0, help="also train this many iterations before/after")
+    ap.add_argument("--malloc-child", choices=["default", "reuse"], help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     rc, patch = classroom()
+    if a.malloc_child:
+        return malloc_child(rc, patch, a.malloc_child)
     print(f"machine: {cpu_name()} ({os.cpu_count()} logical cores), torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}; classroom retrain: {rc.n_filters} filters, patch {patch}, "
           f"batch {rc.batch_size} ({rc.labeled_bs} labelled), UA-MT T={rc.uamt_passes}")
@@ -371,7 +425,7 @@ def main(argv=None) -> None:
            "uamt": lambda: bench_uamt(rc, a.reps, patch), "data": lambda: bench_data(rc, a.reps, patch),
            "batchnorm": lambda: bench_batchnorm(rc, a.reps, patch),
            "format": lambda: bench_format(rc, a.reps, patch), "threads": lambda: bench_threads(rc, a.reps, patch),
-           "bf16": lambda: bench_bf16(rc, a.reps, patch)}
+           "malloc": lambda: bench_malloc(a.reps, a.threads), "bf16": lambda: bench_bf16(rc, a.reps, patch)}
     for name in a.only:
         fns[name]()
     if a.curves:

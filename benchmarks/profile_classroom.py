@@ -43,6 +43,7 @@ from bench_stitching import cpu_name  # noqa: E402
 from sfr_teach.config import get_config  # noqa: E402
 from sfr_teach.data.paths import resolve_la_dir  # noqa: E402
 from sfr_teach.pipeline import DataBundle, run_evaluate, run_finetune, run_pseudo_labels, run_retrain  # noqa: E402
+from sfr_teach.torch_utils import reuse_freed_memory  # noqa: E402
 
 
 def timed(fn):
@@ -68,6 +69,7 @@ def main(argv=None) -> None:
                                      "retrain.method": a.method, "sam.steps": a.sam_steps,
                                      "retrain.log_every": 1000, "retrain.ckpt_every": 10**6})
     torch.set_num_threads(cfg.num_threads)
+    reuse_freed_memory()  # as run_pipeline does
     print(f"machine: {cpu_name()} ({os.cpu_count()} logical cores), torch {torch.__version__}, "
           f"threads {torch.get_num_threads()} (interop {torch.get_num_interop_threads()})")
     print(f"before: {load_avg()}", flush=True)

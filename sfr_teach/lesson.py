@@ -140,6 +140,7 @@ def setup(preset: str = "smoke", data_dir: Optional[str] = None, seed: int = 133
     from .config import get_config, resolve_device
     from .data import portable_path
     from .ssl.trainer import seed_everything
+    from .torch_utils import reuse_freed_memory
 
     opts: Dict[str, Any] = {"seed": seed, "out_dir": f"{cache_dir}/{preset}"}
     if preset != "smoke" and data_dir is not None:
@@ -149,6 +150,7 @@ def setup(preset: str = "smoke", data_dir: Optional[str] = None, seed: int = 133
             opts[key] = value
     cfg = get_config(preset, {**opts, **(overrides or {})})
     seed_everything(cfg.seed)
+    reuse_freed_memory()  # as run_pipeline: fewer page faults, same numbers
     _setup_figures_and_logging()
     device = resolve_device(cfg.device)
     data = pipeline.load_data(cfg)

@@ -39,6 +39,7 @@ import torch
 
 from .config import Config, resolve_device
 from .metrics import per_class_summary
+from .torch_utils import reuse_freed_memory
 
 log = logging.getLogger("sfr_teach")
 
@@ -320,6 +321,7 @@ def run_pipeline(cfg: Config, sfr_plus: bool = False) -> Dict[str, Any]:
     t0 = time.time()
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
+    reuse_freed_memory()  # fewer page faults, same numbers (sfr_teach.torch_utils)
     if sfr_plus:
         cfg.retrain.sfr = True
     from .ssl.trainer import seed_everything
