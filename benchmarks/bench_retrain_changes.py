@@ -369,7 +369,7 @@ def bench_malloc(reps: int, threads: int) -> None:
     b, a = med["glibc default"], med["reuse_freed_memory"]
     for what, key in (("Mean-Teacher step", "step"), ("evaluation of one volume (windows + metrics)", "eval")):
         print(f"| {what}, allocator ({reps} processes each) | glibc default: {b[key]:.3f} s | reuse_freed_memory: "
-              f"{a[key]:.3f} s | {b[key] / a[key]:.2f}x | page faults per step {b['faults']:.0f} -> {a['faults']:.0f}; "
+              f"{a[key]:.3f} s | {b[key] / a[key]:.2f}x | page faults per Mean-Teacher step {b['faults']:.0f} -> {a['faults']:.0f}; "
               f"peak memory {b['rss_mb']:.0f} -> {a['rss_mb']:.0f} MB |", flush=True)
 
 

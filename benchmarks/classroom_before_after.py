@@ -26,7 +26,8 @@ the sides' means over pairs.
 One whole run per side has no spread, and a shared virtual machine drifts, so ``--stages N``
 also times each stage on a reduced amount of work (SAM 40 steps, pseudo-labels of 6 volumes,
 Mean Teacher + SFR 60 iterations; same classroom geometry, 2 threads), alternating before / after
-``N`` times, and writes the medians next to the whole runs.
+``N`` times, and writes the medians next to the whole runs. Those call the stage functions directly, not
+``run_pipeline``, so they measure the code changes without ``reuse_freed_memory`` (the whole runs have it).
 """
 from __future__ import annotations
 
