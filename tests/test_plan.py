@@ -213,7 +213,11 @@ def _phantom_run(root, out, **extra):
 def test_planned_multiclass_run_on_the_phantom(tmp_path, monkeypatch):
     """End to end on a thick-slice 3-structure phantom (classroom budgets, a small SAM): the planned run's
     pseudo-labels are far above chance (about 0.02 Dice for structures of ~1-3 % of the voxels); measured
-    0.49 mean foreground Dice at 150 steps. The LA geometry on the same data warns about its padding."""
+    0.49 mean foreground Dice at 150 steps. The LA geometry on the same data warns about its padding.
+    What this phantom does not reproduce: the real cardiac set's collapse under the LA geometry (0.096 in
+    issue 11). With the same 150 SAM steps the unplanned run scored 0.52 here (in 24 s against the planned
+    13 s): smooth blobs stay easy to segment in a mosaic that is 92 % padding. So the unplanned side is
+    asserted through its warnings, and runs with 2 steps to keep the suite short."""
     monkeypatch.setenv("SFR_NO_FIGURES", "1")
     root = write_msd_dataset(tmp_path / "heart", 4, seed=0, shape=(112, 112, 10))
     summary, caught = _phantom_run(root, tmp_path / "planned", **{"sam.steps": 150})
