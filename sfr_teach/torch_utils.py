@@ -108,9 +108,10 @@ def reuse_freed_memory() -> bool:
     each new activation of a few MB -- every layer, every step -- faults in and zeroes its pages
     again. Raising the mmap threshold to 32 MiB and the trim threshold to 1 GiB (``mallopt``) keeps
     that memory in the heap for the next tensor: what is computed is unchanged, and on 2 cores a
-    classroom V-Net step went from ~15,000 page faults to ~100 and LA sliding-window evaluation got
-    ~1.25x faster (``benchmarks/bench_retrain_changes.py --only malloc``). The price: up to the trim
-    threshold of freed memory stays with the process until it exits.
+    classroom V-Net step went from ~15,000-20,000 page faults to ~100 and got 1.10x faster
+    (``benchmarks/bench_retrain_changes.py --only malloc``); a whole classroom run's evaluation stage
+    got 1.37x faster (``results/speed_classroom.md`` section 6). The price: up to the trim threshold
+    of freed memory stays with the process until it exits (a classroom run peaked 0.13 GB higher).
 
     The same as ``GLIBC_TUNABLES=glibc.malloc.mmap_threshold=...``, set from inside the process.
     Returns ``True`` when both settings took effect; ``False`` (and changes nothing) off glibc
