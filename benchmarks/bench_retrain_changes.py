@@ -25,9 +25,10 @@ run side by side on the same inputs:
   computed; only CPUs with native bf16 -- AMX / AVX512-BF16 -- can gain);
 * ``threads``  -- a whole Mean-Teacher step on 1 vs 2 torch threads;
 * ``malloc``   -- glibc's default allocator vs :func:`sfr_teach.torch_utils.reuse_freed_memory`
-  (freed tensor memory kept for the next tensor): a Mean-Teacher step and a classroom sliding-window
-  evaluation of one half-resolution LA-sized volume, each side in its own child process (the setting
-  is process-wide), the two alternated ``--reps`` times; prints page faults per step and peak memory.
+  (freed tensor memory kept for the next tensor): a Mean-Teacher step and the evaluation of one
+  half-resolution LA-sized volume (classroom sliding windows, then the metrics), each side in its own
+  child process (the setting is process-wide), the two alternated ``--reps`` times; prints page faults
+  per step and peak memory.
 
 ``--curves N`` also trains N iterations of Mean Teacher and UA-MT through
 :func:`sfr_teach.ssl.trainer.train` with the legacy code patched in and with the current code (same
@@ -39,9 +40,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import json
 import math
 import os
-import json
 import resource
 import statistics
 import subprocess
@@ -65,8 +66,8 @@ from sfr_teach.ssl import build_method  # noqa: E402
 from sfr_teach.ssl.base import EMATeacher, teacher_noise  # noqa: E402
 from sfr_teach.ssl.batches import CropBatcher  # noqa: E402
 from sfr_teach.ssl.losses import entropy  # noqa: E402
-from sfr_teach.torch_utils import reuse_freed_memory  # noqa: E402
 from sfr_teach.ssl.ua_mt import UAMT  # noqa: E402
+from sfr_teach.torch_utils import reuse_freed_memory  # noqa: E402
 
 CL = torch.channels_last_3d
 
