@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["count_parameters", "autocast", "eval_mode", "rng_state", "set_rng_state", "reuse_freed_memory"]
+__all__ = ["count_parameters", "autocast", "eval_mode", "rng_state", "set_rng_state", "on_glibc", "reuse_freed_memory"]
 
 
 def _group_names(names) -> list:
@@ -100,6 +100,11 @@ _MMAP_THRESHOLD = 32 * 1024 * 1024  # glibc's largest allowed value on 64-bit
 _TRIM_THRESHOLD = 1024 * 1024 * 1024
 
 
+def on_glibc() -> bool:
+    """True on Linux with glibc, where :func:`reuse_freed_memory` can take effect."""
+    return platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+
+
 def reuse_freed_memory() -> bool:
     """Let glibc's ``malloc`` reuse freed tensor memory instead of returning it to the system.
 
@@ -108,7 +113,7 @@ def reuse_freed_memory() -> bool:
     each new activation of a few MB -- every layer, every step -- faults in and zeroes its pages
     again. Raising the mmap threshold to 32 MiB and the trim threshold to 1 GiB (``mallopt``) keeps
     that memory in the heap for the next tensor: what is computed is unchanged, and on 2 cores a
-    classroom V-Net step went from ~15,000-20,000 page faults to ~100 and got 1.10x faster
+    classroom V-Net step went from ~15,000-24,000 page faults to ~100 and got 1.10x faster
     (``benchmarks/bench_retrain_changes.py --only malloc``); a whole classroom run's evaluation stage
     got 1.37x faster (``results/speed_classroom.md`` section 6). The price: up to the trim threshold
     of freed memory stays with the process until it exits (a classroom run peaked 0.13 GB higher).
@@ -117,7 +122,7 @@ def reuse_freed_memory() -> bool:
     Returns ``True`` when both settings took effect; ``False`` (and changes nothing) off glibc
     (macOS, Windows, musl).
     """
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    if not on_glibc():
         return False
     try:
         libc = ctypes.CDLL("libc.so.6")

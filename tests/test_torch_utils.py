@@ -1,9 +1,10 @@
 """sfr_teach.torch_utils.reuse_freed_memory: fewer page faults, the same numbers."""
-import platform
 import subprocess
 import sys
 
 import pytest
+
+from sfr_teach.torch_utils import on_glibc
 
 CHILD = r"""
 import resource, sys, torch
@@ -31,7 +32,7 @@ print(ok, before, min(after), a == b)
 """
 
 
-@pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only")
+@pytest.mark.skipif(not on_glibc(), reason="glibc only")
 def test_reuse_freed_memory_removes_page_faults_and_keeps_results():
     out = subprocess.run([sys.executable, "-c", CHILD], check=True, capture_output=True, text=True).stdout
     ok, before, after, same = out.split()
